@@ -1,0 +1,178 @@
+"""Build (or bring up to date) one class's spectrogram database from its folder of recordings.
+
+Recordings are decoded and transformed in parallel worker processes; each worker streams its
+spectrograms to a spill file so memory stays flat however long the recording, and the main process
+moves each recording into SQLite in one transaction. A crash therefore never leaves half a recording,
+and a re-run adds only recordings the database lacks (and drops ones whose files are gone).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hawk.audio import AudioError, is_audio_file, iter_mono
+from hawk.db import SpecDB
+from hawk.manifest import read_manifest
+from hawk.progress import progress
+from hawk.reports import write_skip_report
+from hawk.spectrogram import SpecSettings, SpectrogramMaker, encode
+
+log = logging.getLogger(__name__)
+_REC = struct.Struct("<dI")  # offset seconds, blob length
+SILENCE = 1e-6
+
+
+@dataclass
+class ExtractResult:
+    added_recordings: int = 0
+    added_spectrograms: int = 0
+    removed_recordings: int = 0
+    kept_recordings: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def extract_to_spill(path: str, settings: SpecSettings, spill: str) -> dict[str, Any]:
+    """Worker: spectrograms of one recording into ``spill``; returns counts or the reason it failed."""
+    try:
+        info, blocks = iter_mono(path, settings.sample_rate, settings.block_seconds, settings.check_seconds)
+        peak = 0.0
+        samples = 0
+
+        def tracked() -> Iterator[np.ndarray]:
+            nonlocal peak, samples
+            for b in blocks:
+                samples += len(b)
+                if len(b):
+                    peak = max(peak, float(np.abs(b).max()))
+                yield b
+
+        n = 0
+        with open(spill, "wb") as f:
+            for offset, spec in SpectrogramMaker(settings).segments(tracked()):
+                blob = encode(spec, settings.compress_level)
+                f.write(_REC.pack(offset, len(blob)))
+                f.write(blob)
+                n += 1
+        seconds = samples / settings.sample_rate
+        if samples == 0:
+            return {"error": "no audio samples (empty or corrupt file)"}
+        if peak < SILENCE:
+            return {"error": f"silent (peak amplitude {peak:.1e})"}
+        if n == 0:
+            return {"error": f"too short ({seconds:.2f} s < segment length {settings.segment_len} s)"}
+        return {"n": n, "seconds": seconds, "sample_rate": info.sample_rate, "channels": info.channels}
+    except AudioError as e:
+        return {"error": e.reason}
+    except Exception as e:  # a bad recording must never stop the stage
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def read_spill(spill: Path) -> Iterator[tuple[float, bytes]]:
+    with open(spill, "rb") as f:
+        while head := f.read(_REC.size):
+            offset, length = _REC.unpack(head)
+            yield offset, f.read(length)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core does better than threads inside each
+
+
+def extract_class(
+    rec_dir: str | Path,
+    db_path: str | Path,
+    report_path: str | Path,
+    name: str,
+    code: str,
+    settings: SpecSettings,
+    workers: int = 0,
+    category: str = "bird",
+    show_progress: bool = True,
+) -> ExtractResult:
+    """Bring ``db_path`` in line with the recordings in ``rec_dir``; list skipped files in ``report_path``.
+
+    ``workers`` 0 means one per CPU core; 1 runs in this process. A database made with other
+    spectrogram settings is rebuilt from scratch, since its spectrograms would no longer match.
+    """
+    start = time.perf_counter()
+    rec_dir, db_path = Path(rec_dir), Path(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    result = ExtractResult()
+    identity = settings.identity()
+    if db_path.exists():
+        with SpecDB(db_path) as db:
+            old = db.get_meta("spec_settings")
+        if old is not None and old != identity:
+            log.warning("%s: spectrogram settings changed; rebuilding the database", db_path)
+            db_path.unlink()
+    spill_dir = db_path.parent / f".{db_path.stem}.spill"
+    spill_dir.mkdir(exist_ok=True)
+    for stale in spill_dir.iterdir():
+        stale.unlink()
+
+    manifest = read_manifest(rec_dir / "manifest.csv") if (rec_dir / "manifest.csv").exists() else {}
+    files = sorted(p for p in rec_dir.iterdir() if is_audio_file(p)) if rec_dir.is_dir() else []
+    if not rec_dir.is_dir():
+        log.warning("%s: no recordings folder; the database will be empty", rec_dir)
+    with SpecDB(db_path) as db:
+        with db.transaction():
+            db.set_meta("spec_settings", identity)
+            db.set_meta("class", {"name": name, "code": code})
+            sub_id = db.subcategory_id(name, code, category)
+        existing = db.recordings()
+        present = {p.name for p in files}
+        for fname, rec_id in existing.items():
+            if fname not in present:
+                with db.transaction():
+                    db.delete_recording(rec_id)
+                result.removed_recordings += 1
+        todo = [p for p in files if p.name not in existing]
+        result.kept_recordings = len(files) - len(todo)
+        today = time.strftime("%Y-%m-%d")
+        jobs = [(str(p), settings, str(spill_dir / f"{i}.bin")) for i, p in enumerate(todo)]
+        for (path, _, spill), out in progress(_run(jobs, workers), total=len(jobs), desc=f"extract {code}",
+                                              enabled=show_progress):
+            fname = Path(path).name
+            if "error" in out:
+                result.skipped.append((fname, out["error"]))
+                log.warning("skipped %s: %s", path, out["error"])
+            else:
+                prov = dict(manifest.get(fname, {}), sample_rate=out["sample_rate"], channels=out["channels"])
+                prov.setdefault("source", "local")
+                with db.transaction():
+                    src = db.source_id(prov["source"])
+                    rec = db.insert_recording(src, sub_id, fname, out["seconds"], prov)
+                    result.added_spectrograms += db.insert_spectrograms(rec, read_spill(Path(spill)), today)
+                result.added_recordings += 1
+            Path(spill).unlink(missing_ok=True)
+    spill_dir.rmdir()
+    write_skip_report(report_path, result.skipped)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _run(jobs: list[tuple[str, SpecSettings, str]], workers: int) -> Iterator[tuple[tuple, dict[str, Any]]]:
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield job, extract_to_spill(*job)
+        return
+    ctx = get_context("spawn")  # fork after torch has started threads can deadlock
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker) as pool:
+        futures = {pool.submit(extract_to_spill, *job): job for job in jobs}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
