@@ -16,7 +16,7 @@ from typing import Any
 NOISE = "Noise"
 OTHER = "Other"
 SOURCE_KINDS = ("xeno_canto", "inat", "local", "demo")
-_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # Which keys each source kind requires, and which it accepts on top.
 _SOURCE_KEYS: dict[str, tuple[set[str], set[str]]] = {
     "xeno_canto": ({"query"}, set()),
@@ -85,7 +85,7 @@ def parse_classes(raw: Mapping[str, Any]) -> list[ClassSpec]:
         code = str(code)
         if not _CODE_RE.match(code):
             raise ClassConfigError(
-                f"class {code!r}: a code may hold only letters, digits, '_', '.' and '-'"
+                f"class {code!r}: a code may hold only letters, digits, '_' and '-' (it names folders and DVC stages)"
             )
         if not isinstance(entry, Mapping):
             raise ClassConfigError(f"class {code!r}: expected a mapping with a 'name', got {entry!r}")

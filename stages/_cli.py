@@ -1,0 +1,40 @@
+"""Shared start-up of the stage entry points: arguments, the composed config, logging.
+
+Stages read ``params.yaml`` (the composition of ``conf/``, which ``dvc exp run`` rewrites) through
+Hydra's compose API, so ``key=value`` overrides work by hand exactly as ``-S key=value`` does in DVC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS = "params"
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Overrides use Hydra syntax, e.g. audio.offset=3 download.max_per_class=50.")
+    p.add_argument("overrides", nargs="*", help="key=value settings on top of params.yaml")
+    p.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    return p
+
+
+def load_config(args: argparse.Namespace) -> DictConfig:
+    """params.yaml from the current project (the working directory, as DVC runs stages) plus overrides."""
+    project = Path.cwd()
+    if not (project / f"{PARAMS}.yaml").exists():
+        sys.exit(f"error: no {PARAMS}.yaml in {project}; run stages from the project root")
+    with initialize_config_dir(config_dir=str(project), version_base="1.3"):
+        cfg = compose(config_name=PARAMS, overrides=list(args.overrides))
+    if args.cfg:
+        print(OmegaConf.to_yaml(cfg))
+        sys.exit(0)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return cfg

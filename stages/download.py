@@ -1,0 +1,36 @@
+"""download: fill data/recordings/<CODE>/ for one class from its configured sources.
+
+Writes the recordings (XC<id>.<ext> from Xeno-canto, N<sound id>.<ext> from iNaturalist, the original
+names for local folders), manifest.csv (provenance of every file), download_report.csv (what was left
+out and why) and, for iNaturalist, inat.csv (sound id -> observation URL). Resumes: files already there
+are not fetched again. Xeno-canto needs an API key in the XC_API_KEY environment variable.
+
+    python -m stages.download --code AMRO [download.max_per_class=50 ...]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from hawk.classes import get_class
+from hawk.download.run import DownloadOptions, download_class
+from stages._cli import load_config, parser
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--code", required=True, help="class code, as in the classes config")
+    args = p.parse_args()
+    cfg = load_config(args)
+    spec = get_class(OmegaConf.to_container(cfg.classes, resolve=True), args.code)
+    opts = DownloadOptions.from_config(OmegaConf.to_container(cfg.download, resolve=True))
+    out = Path(cfg.paths.recordings) / spec.code
+    res = download_class(spec, out, opts)
+    print(f"{spec.code}: {res.total} recordings ({res.fetched} new, {res.already_there} already there), "
+          f"{len(res.skipped)} skipped (see {out / 'download_report.csv'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""extract: build data/db/<CODE>.db, the class's spectrogram database (HawkEars schema).
+
+One spectrogram every audio.offset seconds from every recording in data/recordings/<CODE>/. Incremental:
+recordings already in the database are kept, new ones added, ones whose files are gone removed; a
+change of audio.* settings rebuilds the database. Files that are too short, silent, corrupt or not audio
+are skipped and listed with the reason in data/db/<CODE>.report.csv.
+
+    python -m stages.extract --code AMRO [audio.offset=3 extract.workers=1 ...]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from hawk.classes import get_class
+from hawk.extract import extract_class
+from hawk.spectrogram import SpecSettings
+from stages._cli import load_config, parser
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--code", required=True, help="class code, as in the classes config")
+    args = p.parse_args()
+    cfg = load_config(args)
+    spec = get_class(OmegaConf.to_container(cfg.classes, resolve=True), args.code)
+    settings = SpecSettings.from_mapping(OmegaConf.to_container(cfg.audio, resolve=True))
+    db_dir = Path(cfg.paths.db)
+    res = extract_class(Path(cfg.paths.recordings) / spec.code, db_dir / f"{spec.code}.db",
+                        db_dir / f"{spec.code}.report.csv", spec.name, spec.code, settings,
+                        workers=int(cfg.extract.workers), category=str(cfg.extract.category),
+                        show_progress=bool(cfg.extract.progress))
+    print(f"{spec.code}: +{res.added_recordings} recordings (+{res.added_spectrograms} spectrograms), "
+          f"{res.kept_recordings} unchanged, {res.removed_recordings} removed, {len(res.skipped)} skipped "
+          f"in {res.seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
