@@ -28,6 +28,19 @@ def redact(text: str) -> str:
     return _SECRET.sub(r"\1***", text)
 
 
+class _RedactFilter(logging.Filter):
+    """urllib3 logs full request URLs at DEBUG level; the Xeno-canto key is a query parameter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(str(record.msg))
+        if record.args:
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactFilter())
+
+
 class FetchError(Exception):
     """A request that failed for good (after retries, or with a final status such as 404)."""
 
