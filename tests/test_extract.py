@@ -1,0 +1,142 @@
+import csv
+import shutil
+import sqlite3
+import zlib
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hawk.db import SpecDB
+from hawk.download.demo import make_demo_recordings
+from hawk.extract import extract_class
+from hawk.plot import plot_db
+from hawk.spectrogram import SpecSettings, decode
+
+
+@pytest.fixture
+def rec_dir(tmp_path):
+    d = tmp_path / "RIWH"
+    d.mkdir()
+    make_demo_recordings(d, "whistle", 4, seed=3)  # wav, flac, mp3, ogg... at several rates
+    (d / "bad.mp3").write_text("this is not audio")
+    sf.write(d / "short.wav", np.random.default_rng(0).standard_normal(8000).astype("float32") * 0.1, 16000)
+    sf.write(d / "silent.flac", np.zeros(16000 * 5, "float32"), 16000)
+    return d
+
+
+def run(rec_dir, tmp_path, **kw):
+    settings = kw.pop("settings", SpecSettings())
+    return extract_class(rec_dir, tmp_path / "RIWH.db", tmp_path / "RIWH.report.csv", "Rising Whistler", "RIWH",
+                         settings, show_progress=False, **kw)
+
+
+def report(tmp_path):
+    with open(tmp_path / "RIWH.report.csv") as f:
+        return {r["file"]: r["reason"] for r in csv.DictReader(f)}
+
+
+def test_builds_incrementally_and_reports_skips(rec_dir, tmp_path):
+    first = run(rec_dir, tmp_path, workers=2)
+    assert first.added_recordings == 4 and first.added_spectrograms > 12
+    skipped = report(tmp_path)
+    assert set(skipped) == {"bad.mp3", "short.wav", "silent.flac"}
+    assert "not readable as audio" in skipped["bad.mp3"] and "too short" in skipped["short.wav"]
+    assert "silent" in skipped["silent.flac"]
+    again = run(rec_dir, tmp_path, workers=1)
+    assert again.added_recordings == 0 and again.kept_recordings == 4
+    with SpecDB(tmp_path / "RIWH.db") as db:
+        assert db.count("Spectrogram") == first.added_spectrograms and db.count("Recording") == 4
+        offsets = sorted({r.offset for r in db.spectrograms()})
+        assert offsets[:3] == [0.0, 1.5, 3.0]
+        prov = db.conn.execute("SELECT Source, License, Recordist FROM Provenance").fetchall()
+        assert all(p == ("demo", "CC0", "hawk demo generator") for p in prov) or all(p[0] == "local" for p in prov)
+    # a removed recording leaves the database; a new one is added without touching the rest
+    demo = sorted(rec_dir.glob("DEMO*"))
+    demo[0].unlink()
+    shutil.copy(demo[1], rec_dir / f"NEW{demo[1].suffix}")
+    third = run(rec_dir, tmp_path, workers=1)
+    assert (third.removed_recordings, third.added_recordings, third.kept_recordings) == (1, 1, 3)
+
+
+def test_settings_change_rebuilds(rec_dir, tmp_path):
+    run(rec_dir, tmp_path, workers=1)
+    res = run(rec_dir, tmp_path, workers=1, settings=SpecSettings(offset=3.0))
+    assert res.added_recordings == 4
+    with SpecDB(tmp_path / "RIWH.db") as db:
+        assert {r.offset % 3.0 for r in db.spectrograms()} == {0.0}
+
+
+def test_crash_mid_recording_leaves_no_partial_recording(rec_dir, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = SpecDB.insert_spectrograms
+
+    def crashing(self, rec_id, rows, inserted):
+        calls["n"] += 1
+        if calls["n"] == 2:  # second recording: insert two spectrograms, then die
+            rows = iter(rows)
+            real(self, rec_id, [next(rows), next(rows)], inserted)
+            raise KeyboardInterrupt
+        return real(self, rec_id, rows, inserted)
+
+    monkeypatch.setattr(SpecDB, "insert_spectrograms", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run(rec_dir, tmp_path, workers=1)
+    with SpecDB(tmp_path / "RIWH.db") as db:
+        assert db.count("Recording") == 1
+        orphans = db.conn.execute(
+            "SELECT COUNT(*) FROM Spectrogram WHERE RecordingID NOT IN (SELECT ID FROM Recording)").fetchone()[0]
+        assert orphans == 0
+    monkeypatch.undo()
+    res = run(rec_dir, tmp_path, workers=1)  # the re-run completes the job
+    assert res.added_recordings == 3 and res.kept_recordings == 1
+
+
+def test_reads_a_database_built_the_hawkears_way(tmp_path):
+    """HawkEars' own tables and inserts (core/database.py), then hawk reads it."""
+    path = tmp_path / "hawkears.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE Source (ID INTEGER PRIMARY KEY AUTOINCREMENT, Name TEXT NOT NULL);
+        CREATE TABLE Category (ID INTEGER PRIMARY KEY AUTOINCREMENT, Name TEXT NOT NULL);
+        CREATE TABLE Subcategory (ID INTEGER PRIMARY KEY AUTOINCREMENT, CategoryID INTEGER NOT NULL,
+            Name TEXT NOT NULL, Synonym TEXT, Code TEXT);
+        CREATE TABLE Recording (ID INTEGER PRIMARY KEY AUTOINCREMENT, SourceID INTEGER NOT NULL,
+            SubcategoryID INTEGER NOT NULL, FileName TEXT NOT NULL, Seconds INTEGER);
+        CREATE TABLE Spectrogram (ID INTEGER PRIMARY KEY AUTOINCREMENT, RecordingID INTEGER NOT NULL,
+            Value BLOB NOT NULL, Offset REAL NOT NULL, Audio BLOB, Embedding BLOB, Ignore TEXT, Inserted TEXT);
+        INSERT INTO Source (Name) VALUES ('Xeno-Canto');
+        INSERT INTO Category (Name) VALUES ('bird');
+        INSERT INTO Subcategory (CategoryID, Name, Synonym, Code) VALUES (1, 'American Robin', '', 'AMRO');
+        INSERT INTO Recording (SourceID, SubcategoryID, FileName, Seconds) VALUES (1, 1, 'XC12345.mp3', 30);
+    """)
+    spec = (np.random.default_rng(0).random((192, 384)) * 255).astype(np.uint8)
+    conn.execute("INSERT INTO Spectrogram (RecordingID, Value, Offset, Ignore, Inserted) VALUES (1, ?, 4.5, 'N', '2024-01-01')",
+                 (zlib.compress(spec.tobytes()),))
+    conn.commit()
+    conn.close()
+    with SpecDB(path) as db:  # opening adds hawk's own tables, leaves HawkEars' data alone
+        rows = list(db.spectrograms())
+        assert db.recordings() == {"XC12345.mp3": 1}
+    assert len(rows) == 1 and rows[0].offset == 4.5 and rows[0].filename == "XC12345.mp3"
+    assert np.array_equal((decode(rows[0].value) * 255).round().astype(np.uint8), spec)
+
+
+def test_hawk_database_has_hawkears_tables(rec_dir, tmp_path):
+    run(rec_dir, tmp_path, workers=1)
+    conn = sqlite3.connect(tmp_path / "RIWH.db")
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"Source", "Category", "Subcategory", "Recording", "SoundType", "Spectrogram"} <= tables
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(Spectrogram)")]
+    assert cols[:8] == ["ID", "RecordingID", "Value", "Offset", "Audio", "Embedding", "Ignore", "Inserted"]
+    assert conn.execute("SELECT Name, Code FROM Subcategory").fetchall() == [("Rising Whistler", "RIWH")]
+
+
+def test_plot_names_images_like_hawkears(rec_dir, tmp_path):
+    run(rec_dir, tmp_path, workers=1)
+    paths = plot_db(tmp_path / "RIWH.db", tmp_path / "img", num=5)
+    assert len(paths) == 5
+    for p in paths:
+        stem, offset = p.stem.rsplit("-", 1)
+        assert (rec_dir / stem).with_suffix("").name == stem and float(offset) % 1.5 == 0 and p.suffix == ".jpeg"
+    assert len(plot_db(tmp_path / "RIWH.db", tmp_path / "all")) > 5
