@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hawk.fsutil import atomic_open
+
 NOISE = "Noise"
 OTHER = "Other"
 SOURCE_KINDS = ("xeno_canto", "inat", "local", "demo")
@@ -142,7 +144,8 @@ def write_classes_txt(path: str | Path, classes: Iterable[ClassSpec | tuple[str,
     for c in classes:
         name, code = (c.name, c.code) if isinstance(c, ClassSpec) else c
         lines.append(f"{name},{code}")
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def classes_to_config(pairs: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:

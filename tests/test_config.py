@@ -1,0 +1,56 @@
+"""params.yaml must be exactly what conf/ composes to, and every entry point must explain itself."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from hawk.classes import parse_classes
+from hawk.download.run import DownloadOptions
+from hawk.spectrogram import SpecSettings
+from tests.conftest import ROOT
+
+
+def composed() -> dict:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        return OmegaConf.to_container(compose(config_name="config"), resolve=True)
+
+
+def test_params_yaml_is_the_composition_of_conf():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert params == composed(), "params.yaml drifted from conf/: run `make params`"
+
+
+def test_composed_config_is_valid():
+    cfg = composed()
+    assert [c.code for c in parse_classes(cfg["classes"])][-2:] == ["Noise", "Other"]
+    assert SpecSettings.from_mapping(cfg["audio"]) == SpecSettings()
+    DownloadOptions.from_config(cfg["download"])
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        example = OmegaConf.to_container(compose(config_name="config", overrides=["classes=example"]), resolve=True)
+    assert "FROG-LEOP" in [c.code for c in parse_classes(example["classes"])]
+
+
+@pytest.mark.parametrize("stage", ["download", "extract", "plot", "testset", "classes", "compose"])
+def test_entry_points_have_help(stage):
+    out = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "usage:" in out.stdout and len(out.stdout) > 200
+
+
+def test_overrides_by_hand(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "stages.extract", "--code", "RIWH", "--cfg", "audio.offset=3"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "offset: 3" in out.stdout
+
+
+def test_classes_import_prints_config(tmp_path):
+    txt = tmp_path / "classes.txt"
+    txt.write_text("# Birds\nAmerican Robin,AMRO\nNoise,Noise\n")
+    out = subprocess.run([sys.executable, "-m", "stages.classes", "import", str(txt)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0
+    assert yaml.safe_load(out.stdout) == {"AMRO": {"name": "American Robin", "sources": []},
+                                          "Noise": {"name": "Noise", "sources": []}}

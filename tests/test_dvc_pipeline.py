@@ -1,0 +1,88 @@
+"""The pipeline under real DVC, in a temporary git repository holding a copy of the project."""
+
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def sh(repo: Path, *cmd: str) -> str:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    out = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}"
+    return out.stdout + out.stderr
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def compose(repo: Path) -> None:
+    sh(repo, sys.executable, "-m", "stages.compose")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("project")
+    for name in ("hawk", "stages", "conf"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, repo / name)
+    (repo / ".dvc").mkdir()
+    shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    # a smaller demo keeps the test quick
+    cfg = repo / "conf" / "download" / "default.yaml"
+    cfg.write_text(cfg.read_text().replace("recordings: 8", "recordings: 3"))
+    (repo / "conf" / "extract" / "default.yaml").write_text("workers: 1\ncategory: bird\nprogress: false\n")
+    compose(repo)
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "project")
+    return repo
+
+
+def test_fresh_repro_builds_every_class_then_does_nothing(repo):
+    out = sh(repo, "dvc", "repro")
+    codes = ["RIWH", "FACH", "TRTI", "WAWA", "Noise", "Other"]
+    assert {f"download@{c}" for c in codes} | {f"extract@{c}" for c in codes} <= ran(out)
+    for c in codes:
+        with sqlite3.connect(repo / "data" / "db" / f"{c}.db") as db:
+            assert db.execute("SELECT COUNT(*) FROM Spectrogram").fetchone()[0] > 5
+    assert (repo / "data" / "test" / "annotations.csv").exists()
+    assert "Noise,Noise" in (repo / "data" / "classes.txt").read_text()
+    assert ran(sh(repo, "dvc", "repro")) == set()
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "demo run")
+
+
+def test_adding_a_class_runs_only_that_class(repo):
+    demo = repo / "conf" / "classes" / "demo.yaml"
+    demo.write_text(demo.read_text() + "SOSO:\n  name: Song Sparrowish\n  sources: [{kind: demo, call: song}]\n")
+    compose(repo)
+    stages = {s for s in ran(sh(repo, "dvc", "repro")) if s.startswith(("download", "extract"))}
+    assert stages == {"download@SOSO", "extract@SOSO"}
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "add SOSO")
+
+
+def test_offset_change_reruns_extract_not_download(repo):
+    out = sh(repo, "dvc", "exp", "run", "-S", "audio.offset=3")
+    stages = ran(out)
+    assert not {s for s in stages if s.startswith("download")}
+    assert {s for s in stages if s.startswith("extract")} == {
+        f"extract@{c}" for c in ["RIWH", "FACH", "TRTI", "WAWA", "Noise", "Other", "SOSO"]}
+    assert "offset: 3" in (repo / "params.yaml").read_text()
+    with sqlite3.connect(repo / "data" / "db" / "RIWH.db") as db:
+        offsets = [r[0] for r in db.execute("SELECT Offset FROM Spectrogram")]
+    assert offsets and all(o % 3 == 0 for o in offsets)
