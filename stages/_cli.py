@@ -14,6 +14,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from hawk.classes import ClassSpec, get_class
+
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = "params"
 
@@ -38,3 +40,12 @@ def load_config(args: argparse.Namespace) -> DictConfig:
         sys.exit(0)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return cfg
+
+
+def class_stage(doc: str | None) -> tuple[DictConfig, ClassSpec]:
+    """Start-up of a per-class stage (``--code CODE``): the config and that class's validated spec."""
+    p = parser(doc)
+    p.add_argument("--code", required=True, help="class code, as in the classes config")
+    args = p.parse_args()
+    cfg = load_config(args)
+    return cfg, get_class(OmegaConf.to_container(cfg.classes, resolve=True), args.code)

@@ -14,17 +14,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from hawk.classes import get_class
 from hawk.download.run import DownloadOptions, download_class
-from stages._cli import load_config, parser
+from stages._cli import class_stage
 
 
 def main() -> None:
-    p = parser(__doc__)
-    p.add_argument("--code", required=True, help="class code, as in the classes config")
-    args = p.parse_args()
-    cfg = load_config(args)
-    spec = get_class(OmegaConf.to_container(cfg.classes, resolve=True), args.code)
+    cfg, spec = class_stage(__doc__)
     opts = DownloadOptions.from_config(OmegaConf.to_container(cfg.download, resolve=True))
     out = Path(cfg.paths.recordings) / spec.code
     res = download_class(spec, out, opts)

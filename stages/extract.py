@@ -14,18 +14,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from hawk.classes import get_class
 from hawk.extract import extract_class
 from hawk.spectrogram import SpecSettings
-from stages._cli import load_config, parser
+from stages._cli import class_stage
 
 
 def main() -> None:
-    p = parser(__doc__)
-    p.add_argument("--code", required=True, help="class code, as in the classes config")
-    args = p.parse_args()
-    cfg = load_config(args)
-    spec = get_class(OmegaConf.to_container(cfg.classes, resolve=True), args.code)
+    cfg, spec = class_stage(__doc__)
     settings = SpecSettings.from_mapping(OmegaConf.to_container(cfg.audio, resolve=True))
     db_dir = Path(cfg.paths.db)
     res = extract_class(Path(cfg.paths.recordings) / spec.code, db_dir / f"{spec.code}.db",
