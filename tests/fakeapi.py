@@ -39,9 +39,6 @@ class FakeAPI:
         self.server.shutdown()
         self.server.server_close()
 
-    def audio_url(self, name: str) -> str:
-        return f"{{base}}/audio/{name}"
-
     def requests_to(self, prefix: str) -> list[str]:
         return [p for _, p in self.log if p.startswith(prefix)]
 
