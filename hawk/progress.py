@@ -1,4 +1,4 @@
-"""Progress bars for long steps (tqdm), off in tests and when output is not a terminal-friendly log."""
+"""Progress bars for long steps (tqdm); switched off in tests."""
 
 from __future__ import annotations
 
@@ -10,5 +10,13 @@ from tqdm import tqdm
 T = TypeVar("T")
 
 
+def progress_bar(total: int | None, desc: str, enabled: bool = True) -> tqdm:
+    """A bar advanced by hand with ``update()``, for loops that do not map one item to one step."""
+    return tqdm(total=total, desc=desc, unit="file", disable=not enabled, dynamic_ncols=True)
+
+
 def progress(items: Iterable[T], total: int | None = None, desc: str = "", enabled: bool = True) -> Iterator[T]:
-    yield from tqdm(items, total=total, desc=desc, unit="file", disable=not enabled, dynamic_ncols=True)
+    with progress_bar(total, desc, enabled) as bar:
+        for item in items:
+            yield item
+            bar.update()

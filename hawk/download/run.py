@@ -24,7 +24,7 @@ from hawk.download import demo, sources
 from hawk.download.http import AuthError, FetchError, PoliteSession
 from hawk.fsutil import atomic_open, safe_name
 from hawk.manifest import read_manifest, write_manifest
-from hawk.progress import progress
+from hawk.progress import progress_bar
 from hawk.reports import write_skip_report
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def download_class(
             "(get one from your xeno-canto.org account page)"
         )
     today = time.strftime("%Y-%m-%d")
-    bar = progress(iter(range(cap)), total=cap, desc=f"download {spec.code}", enabled=show_progress)
+    bar = progress_bar(cap, f"download {spec.code}", show_progress)
     seen: set[str] = set()
     for source in spec.sources:
         if result.total >= cap:
@@ -104,7 +104,7 @@ def download_class(
             for row in rows:
                 manifest[row["file"]] = {**manifest.get(row["file"], {}), **row, "downloaded": today}
                 result.fetched += 1
-                next(bar, None)
+                bar.update()
             write_manifest(manifest_path, manifest.values())
             continue
         if source.kind == "local":
@@ -136,7 +136,8 @@ def download_class(
                 result.fetched += 1
             manifest[name] = _row(rec, name, manifest.get(name, {}).get("downloaded") or today)
             write_manifest(manifest_path, manifest.values())
-            next(bar, None)
+            bar.update()
+    bar.close()
     write_manifest(manifest_path, manifest.values())
     if any(s.kind == "inat" for s in spec.sources):
         _write_inat_csv(out / "inat.csv", manifest.values())
