@@ -152,5 +152,58 @@ class SpecDB:
         for row in self.conn.execute(query):
             yield SpecRow(*row)
 
+    def spectrograms_by_id(self, ids: Iterable[int]) -> dict[int, SpecRow]:
+        """The spectrograms with these IDs (any that are missing are simply absent)."""
+        out: dict[int, SpecRow] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                "SELECT s.ID, s.RecordingID, r.FileName, s.Offset, s.Value FROM Spectrogram s "
+                f"JOIN Recording r ON r.ID = s.RecordingID WHERE s.ID IN ({marks})", chunk):
+                out[row[0]] = SpecRow(*row)
+        return out
+
+    def spectrogram_ids(self, filenames: Iterable[str]) -> list[int]:
+        """IDs of every spectrogram of these recordings."""
+        names = list(filenames)
+        marks = ",".join("?" * len(names))
+        return [r[0] for r in self.conn.execute(
+            f"SELECT s.ID FROM Spectrogram s JOIN Recording r ON r.ID = s.RecordingID WHERE r.FileName IN ({marks})",
+            names)] if names else []
+
+    def offsets(self) -> dict[str, list[float]]:
+        """FileName -> offsets of its spectrograms, ascending."""
+        out: dict[str, list[float]] = {}
+        for name, off in self.conn.execute(
+                "SELECT r.FileName, s.Offset FROM Spectrogram s JOIN Recording r ON r.ID = s.RecordingID "
+                "ORDER BY r.FileName, s.Offset"):
+            out.setdefault(name, []).append(off)
+        return out
+
+    def provenance(self) -> dict[str, dict[str, Any]]:
+        """FileName -> its Provenance row, with the keys :meth:`insert_recording` takes."""
+        keys = (*PROVENANCE_FIELDS, "sample_rate", "channels")
+        return {row[0]: dict(zip(keys, row[1:])) for row in self.conn.execute(
+            "SELECT r.FileName, p.Source, p.URL, p.License, p.Recordist, p.Species, p.Quality, p.Downloaded, "
+            "p.SampleRate, p.Channels FROM Recording r LEFT JOIN Provenance p ON p.RecordingID = r.ID")}
+
+    def by_recording(self) -> Iterator[tuple[str, list[SpecRow]]]:
+        """(FileName, its spectrograms in offset order) per recording."""
+        group: list[SpecRow] = []
+        for r in self.spectrograms():
+            if group and r.recording_id != group[0].recording_id:
+                yield group[0].filename, group
+                group = []
+            group.append(r)
+        if group:
+            yield group[0].filename, group
+
+    def sample_rates(self) -> dict[str, int | None]:
+        """FileName -> the recording's original sample rate (from Provenance)."""
+        return dict(self.conn.execute(
+            "SELECT r.FileName, p.SampleRate FROM Recording r LEFT JOIN Provenance p ON p.RecordingID = r.ID"))
+
     def count(self, table: str) -> int:
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]

@@ -169,6 +169,28 @@ class SpectrogramMaker:
         yield from emit()
 
 
+    def at(self, signal: np.ndarray, offsets: Iterable[float]) -> list[np.ndarray]:
+        """Spectrograms starting at any ``offsets`` (seconds) of a whole mono signal, framed exactly as
+        :meth:`segments` frames them, so a re-extracted spectrogram equals the stored one."""
+        s = self.s
+        half = s.n_fft // 2
+        x = torch.from_numpy(np.asarray(signal, np.float32)).to(self.device)
+        if len(x) <= half:
+            raise ValueError(f"signal of {len(x)} samples is shorter than half an FFT window")
+        n_frames = len(x) // s.hop_length + 1
+        padded = torch.nn.functional.pad(x[None, None], (half, half), mode="reflect")[0, 0]
+        out = []
+        for o in offsets:
+            f = int(round(o * s.sample_rate / s.hop_length))
+            if f < 0 or f + s.spec_width > n_frames:
+                raise ValueError(f"a {s.segment_len} s segment at {o} s does not fit in {len(x) / s.sample_rate:.2f} s")
+            spec = self.frames(padded[f * s.hop_length : (f + s.spec_width - 1) * s.hop_length + s.n_fft])
+            peak = spec.max()
+            spec = (spec / peak).clamp_(0, 1) if peak > 0 else spec
+            out.append(spec.cpu().numpy().astype(np.float32, copy=False))
+        return out
+
+
 def spectrograms_of(signal: np.ndarray, settings: SpecSettings) -> list[tuple[float, np.ndarray]]:
     """All segment spectrograms of an in-memory mono signal already at ``settings.sample_rate``."""
     return list(SpectrogramMaker(settings).segments([signal]))

@@ -14,7 +14,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from hawk.classes import ClassSpec, get_class
+from hawk.classes import ClassSpec, get_class, parse_classes
+from hawk.embed import Embedder, create_embedder
+from hawk.spectrogram import SpecSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = "params"
@@ -49,3 +51,19 @@ def class_stage(doc: str | None) -> tuple[DictConfig, ClassSpec]:
     args = p.parse_args()
     cfg = load_config(args)
     return cfg, get_class(OmegaConf.to_container(cfg.classes, resolve=True), args.code)
+
+
+def spec_settings(cfg: DictConfig) -> SpecSettings:
+    return SpecSettings.from_mapping(OmegaConf.to_container(cfg.audio, resolve=True))
+
+
+def embedder(cfg: DictConfig) -> Embedder:
+    """The configured embedder (``embedder.name`` plus its options, less the stage-level ones)."""
+    opts = OmegaConf.to_container(cfg.embedder, resolve=True)
+    name = opts.pop("name")
+    opts.pop("progress", None)
+    return create_embedder(name, **opts)
+
+
+def class_list(cfg: DictConfig) -> list[ClassSpec]:
+    return parse_classes(OmegaConf.to_container(cfg.classes, resolve=True))

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from hawk.plot import plot_db
+from hawk.spectrogram import SpecSettings
 from stages._cli import load_config, parser
 
 
@@ -25,7 +28,7 @@ def main() -> None:
     if not db.exists():
         raise SystemExit(f"error: {db} does not exist; run `dvc repro extract@{args.code}` first")
     out = Path(args.out or Path(cfg.paths.images) / args.code)
-    paths = plot_db(db, out, args.num, height=cfg.audio.spec_height, width=cfg.audio.spec_width)
+    paths = plot_db(db, out, SpecSettings.from_mapping(OmegaConf.to_container(cfg.audio, resolve=True)), args.num)
     print(f"{len(paths)} images in {out}")
 
 

@@ -134,9 +134,9 @@ def test_hawk_database_has_hawkears_tables(rec_dir, tmp_path):
 
 def test_plot_names_images_like_hawkears(rec_dir, tmp_path):
     run(rec_dir, tmp_path, workers=1)
-    paths = plot_db(tmp_path / "RIWH.db", tmp_path / "img", num=5)
+    paths = plot_db(tmp_path / "RIWH.db", tmp_path / "img", SpecSettings(), num=5)
     assert len(paths) == 5
     for p in paths:
         stem, offset = p.stem.rsplit("-", 1)
         assert (rec_dir / stem).with_suffix("").name == stem and float(offset) % 1.5 == 0 and p.suffix == ".jpeg"
-    assert len(plot_db(tmp_path / "RIWH.db", tmp_path / "all")) > 5
+    assert len(plot_db(tmp_path / "RIWH.db", tmp_path / "all", SpecSettings())) > 5

@@ -1,0 +1,190 @@
+"""From kept images to training spectrograms (the seed's extract_by_image.py) and re-extraction.
+
+A person curates by deleting images. The images that remain name their spectrograms: either
+``{stem}-{offset:.2f}.jpeg`` (plots) or ``{rank}~{stem}-{offset:.2f}~{distance:.3f}.jpeg`` (search).
+Each name is resolved to its recording and the exact stored offset (the nearest stored offset within
+half a hundredth of a second, so 1.5 and 2.0 never collide), then the spectrogram is extracted again
+from the audio at that offset with the current settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hawk.audio import AudioError, read_mono
+from hawk.db import SpecDB
+from hawk.fsutil import atomic_open
+from hawk.progress import progress
+from hawk.spectrogram import SpecSettings, SpectrogramMaker, encode
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+_NAME = re.compile(r"^(?:(?P<rank>\d+)~)?(?P<stem>.+)-(?P<offset>\d+(?:\.\d+)?)(?:~(?P<dist>-?\d+(?:\.\d+)?))?$")
+
+
+class CurationError(ValueError):
+    pass
+
+
+def parse_image_name(name: str) -> tuple[str, float]:
+    """(recording stem, offset as written) from either naming scheme."""
+    p = Path(name)
+    m = _NAME.match(p.stem) if p.suffix.lower() in IMAGE_SUFFIXES else None
+    if not m:
+        raise CurationError(f"{name}: not a spectrogram image name ({{stem}}-{{offset}}.jpeg or "
+                            "{rank}~{stem}-{offset}~{distance}.jpeg)")
+    return m["stem"], float(m["offset"])
+
+
+@dataclass
+class Picks:
+    """Chosen spectrograms per recording file name (exact stored offsets), and what could not be used."""
+
+    offsets: dict[str, list[float]] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.offsets.values())
+
+
+def resolve(items: Iterable[tuple[str, str, float]], stored: dict[str, list[float]],
+            exclude: set[str] = frozenset()) -> Picks:
+    """``items``: (where it came from, recording stem or file name, offset). ``stored``: the class
+    database's offsets per file name. Unknown recordings, offsets and excluded files are skipped."""
+    by_stem: dict[str, list[str]] = {}
+    for fname in stored:
+        by_stem.setdefault(Path(fname).stem, []).append(fname)
+    picks = Picks()
+    chosen: dict[str, set[float]] = {}
+    for where, name, offset in items:
+        files = [name] if name in stored else by_stem.get(Path(name).stem if "." in name else name, [])
+        if not files:
+            picks.skipped.append((where, "no recording of that name in the class database"))
+            continue
+        if len(files) > 1:
+            picks.skipped.append((where, f"ambiguous: recordings {', '.join(sorted(files))} share that name"))
+            continue
+        fname = files[0]
+        if fname in exclude:
+            picks.skipped.append((where, "recording left out as a duplicate (dedup)"))
+            continue
+        near = min(stored[fname], key=lambda o: abs(o - offset))
+        if abs(near - offset) > 0.005 + 1e-9:
+            picks.skipped.append((where, f"no spectrogram at {offset} s in {fname}"))
+            continue
+        chosen.setdefault(fname, set()).add(near)
+    picks.offsets = {f: sorted(o) for f, o in sorted(chosen.items())}
+    return picks
+
+
+def images_in(folder: Path) -> list[tuple[str, str, float]]:
+    """(image name, stem, offset) for every image in a curation folder; other files are ignored."""
+    out = []
+    for p in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            try:
+                stem, offset = parse_image_name(p.name)
+            except CurationError:
+                stem, offset = "", -1.0  # resolve() reports it as unknown
+            out.append((p.name, stem, offset))
+    return out
+
+
+@dataclass
+class SelectResult:
+    recordings: int = 0
+    spectrograms: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def build_db(out_db: Path, picks: dict[str, list[float]], rec_dir: Path, source_db: Path | None,
+             settings: SpecSettings, name: str, code: str, category: str = "bird",
+             show_progress: bool = True) -> SelectResult:
+    """A fresh HawkEars-schema database holding the spectrograms at ``picks`` (file -> offsets),
+    re-extracted from the audio in ``rec_dir``. Provenance is copied from ``source_db`` when given.
+    Written beside ``out_db`` and renamed into place, so a crash never leaves a half database."""
+    start = time.perf_counter()
+    result = SelectResult()
+    tmp = out_db.with_name(f".{out_db.name}.part")
+    tmp.unlink(missing_ok=True)
+    out_db.parent.mkdir(parents=True, exist_ok=True)
+    prov: dict[str, dict] = {}
+    if source_db is not None:
+        with SpecDB(source_db) as src:
+            prov = src.provenance()
+    maker = SpectrogramMaker(settings)
+    today = time.strftime("%Y-%m-%d")
+    with SpecDB(tmp) as db:
+        with db.transaction():
+            db.set_meta("spec_settings", settings.identity())
+            db.set_meta("class", {"name": name, "code": code})
+            sub = db.subcategory_id(name, code, category)
+        for fname, offsets in progress(picks.items(), len(picks), f"select {code}", show_progress):
+            try:
+                signal = read_mono(rec_dir / fname, settings.sample_rate)
+                specs = maker.at(signal, offsets)
+            except (AudioError, OSError, ValueError) as e:
+                result.skipped.append((fname, str(e)))
+                log.warning("skipped %s: %s", fname, e)
+                continue
+            p = dict(prov.get(fname) or {"source": "local"})
+            with db.transaction():
+                rec = db.insert_recording(db.source_id(p.get("source") or "local"), sub, fname,
+                                          len(signal) / settings.sample_rate, p)
+                result.spectrograms += db.insert_spectrograms(
+                    rec, ((o, encode(s, settings.compress_level)) for o, s in zip(offsets, specs)), today)
+            result.recordings += 1
+    tmp.replace(out_db)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def merge_dbs(parts: list[Path], out_db: Path) -> int:
+    """One training database from per-class ones (same settings), atomically; returns spectrograms."""
+    tmp = out_db.with_name(f".{out_db.name}.part")
+    tmp.unlink(missing_ok=True)
+    settings = None
+    total = 0
+    with SpecDB(tmp) as out:
+        for part in parts:
+            with SpecDB(part) as db:
+                meta, cls = db.get_meta("spec_settings"), db.get_meta("class")
+                if settings is not None and meta != settings:
+                    raise CurationError(f"{part}: made with other spectrogram settings than {parts[0]}")
+                settings = meta
+                cat = db.conn.execute("SELECT c.Name FROM Category c JOIN Subcategory s ON s.CategoryID = c.ID "
+                                      "LIMIT 1").fetchone()
+                prov = db.provenance()
+                with out.transaction():
+                    out.set_meta("spec_settings", meta)
+                    sub = out.subcategory_id(cls["name"], cls["code"], cat[0] if cat else "bird")
+                    for rec_id, fname, seconds, source in db.conn.execute(
+                            "SELECT r.ID, r.FileName, r.Seconds, s.Name FROM Recording r JOIN Source s "
+                            "ON s.ID = r.SourceID ORDER BY r.ID").fetchall():
+                        new = out.insert_recording(out.source_id(source), sub, fname, seconds or 0, prov[fname])
+                        rows = db.conn.execute("SELECT Offset, Value FROM Spectrogram WHERE RecordingID = ? "
+                                               "ORDER BY Offset", (rec_id,)).fetchall()
+                        total += out.insert_spectrograms(new, rows, time.strftime("%Y-%m-%d"))
+    tmp.replace(out_db)
+    return total
+
+
+def seed_curation(images: Path, folder: Path) -> int:
+    """Copy images into a curation folder, never one that was copied before (so a deleted image stays
+    deleted). The folder's ``.copied`` file remembers what was copied."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / ".copied"
+    copied = set(log_path.read_text(encoding="utf-8").split("\n")) if log_path.exists() else set()
+    new = [p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in copied]
+    for p in new:
+        shutil.copy2(p, folder / p.name)
+    with atomic_open(log_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(sorted((copied | {p.name for p in new}) - {""})))
+    return len(new)

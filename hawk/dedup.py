@@ -1,0 +1,249 @@
+"""Find duplicate recordings within and across classes and sources.
+
+The same recording is often uploaded twice (to Xeno-canto and iNaturalist, or under two species),
+re-encoded, resampled, at another gain or trimmed by a few seconds. Each recording gets an audio
+fingerprint from its stored spectrograms: log mel energy in a few bands, ~31 ms per frame, with the
+level of every frame and the average colour of the recording removed, so gain, per-segment
+normalisation, bitrate and sample rate barely change it. Two recordings are compared at every time
+shift at once (an FFT cross-correlation), so a copy trimmed at either end still lines up.
+Distance = 1 - mean cosine similarity of aligned frames; copies score near 0, different recordings
+near 1. Files with identical bytes are exact copies. Nothing is deleted: the result is a report and a
+list of recordings for later stages to leave out.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hawk.db import SpecDB, SpecRow
+from hawk.fsutil import atomic_open
+from hawk.progress import progress_bar
+from hawk.spectrogram import decode
+
+LOSSLESS = {".wav", ".flac", ".aif", ".aiff"}
+REPORT_FIELDS = ["group", "kept_class", "kept", "duplicate_class", "duplicate", "distance", "reason"]
+
+
+@dataclass
+class Recording:
+    code: str
+    filename: str
+    fp: np.ndarray  # (frames, bands)
+    sample_rate: int | None
+    sha256: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.code, self.filename
+
+
+@dataclass
+class Duplicate:
+    group: int
+    kept: Recording
+    duplicate: Recording
+    distance: float
+    reason: str
+
+
+@dataclass
+class FingerprintSettings:
+    bands: int = 24  # frequency bands (groups of mel bins)
+    pool: int = 4  # spectrogram frames per fingerprint frame
+
+
+def fingerprint(rows: list[SpecRow], spec: dict, fs: FingerprintSettings) -> np.ndarray:
+    """(frames, bands) fingerprint of one recording from its spectrograms, in offset order."""
+    h, w = spec["spec_height"], spec["spec_width"]
+    step = int(round(spec["offset"] * spec["sample_rate"] / spec["hop_length"]))
+    parts = [decode(r.value, h, w)[:, : min(step, w)] for r in rows[:-1]] + [decode(rows[-1].value, h, w)]
+    s = np.log(np.concatenate(parts, axis=1) + 1.0 / 255)
+    t = s.shape[1] // fs.pool * fs.pool
+    bins = h // fs.bands * fs.bands
+    x = s[:bins, :t].reshape(fs.bands, bins // fs.bands, t // fs.pool, fs.pool).mean(axis=(1, 3))
+    x -= x.mean(axis=0, keepdims=True)  # level of each frame (gain, per-segment normalisation)
+    x -= x.mean(axis=1, keepdims=True)  # the recording's average colour (steady background noise)
+    return np.ascontiguousarray(x.T, np.float32)
+
+
+def similarity(a: np.ndarray, b: np.ndarray, max_shift: int, min_overlap: float) -> tuple[float, int]:
+    """Best correlation of the aligned parts over time shifts, and that shift (frames of ``b``'s start
+    within ``a``).
+
+    Frames are not normalised one by one, so loud structured frames (calls) weigh more than quiet
+    background, whose fine detail does not survive a re-encode or a shift by part of a frame. Shifts
+    leaving less than ``min_overlap`` of the shorter one aligned are not considered, nor shifts beyond
+    trimming ``max_shift`` frames at either end.
+    """
+    ta, tb = len(a), len(b)
+    n = 1 << (ta + tb - 1).bit_length()
+    fa = np.fft.rfft(a, n, axis=0)
+    fb = np.fft.rfft(b[::-1], n, axis=0)
+    full = np.fft.irfft((fa * fb).sum(axis=1), n)[: ta + tb - 1]
+    lags = np.arange(ta + tb - 1) - (tb - 1)
+    a_lo, a_hi = np.maximum(0, lags), np.minimum(ta, lags + tb)
+    overlap = a_hi - a_lo
+    ok = (overlap >= min_overlap * min(ta, tb)) & (lags >= min(0, ta - tb) - max_shift) \
+        & (lags <= max(0, ta - tb) + max_shift)
+    if not ok.any():
+        return 0.0, 0
+    ea = np.concatenate([[0.0], np.cumsum((a.astype(np.float64) ** 2).sum(axis=1))])
+    eb = np.concatenate([[0.0], np.cumsum((b.astype(np.float64) ** 2).sum(axis=1))])
+    b_lo = a_lo - lags
+    energy = (ea[a_hi] - ea[a_lo]) * (eb[b_lo + overlap] - eb[b_lo])
+    score = np.where(ok, full / np.sqrt(np.maximum(energy, 1e-12)), -np.inf)
+    k = int(np.argmax(score))
+    return float(score[k]), int(lags[k])
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_recordings(classes: list[tuple[str, Path, Path]], fs: FingerprintSettings,
+                    show_progress: bool = True) -> list[Recording]:
+    """Fingerprints of every recording of every (code, database, recordings folder)."""
+    recs = []
+    for code, db_path, rec_dir in classes:
+        with SpecDB(db_path) as db:
+            spec = db.get_meta("spec_settings")
+            rates = db.sample_rates()
+            groups = list(db.by_recording())
+        with progress_bar(len(groups), f"fingerprint {code}", show_progress) as bar:
+            for filename, rows in groups:
+                path = rec_dir / filename
+                sha = _sha256(path) if path.is_file() else ""
+                recs.append(Recording(code, filename, fingerprint(rows, spec, fs), rates.get(filename), sha))
+                bar.update()
+    return recs
+
+
+def _reason(kept: Recording, dup: Recording, shift: int, fps: float) -> str:
+    if kept.sha256 and kept.sha256 == dup.sha256:
+        parts = ["exact copy"]
+    else:
+        parts = []
+        if max(abs(shift), abs(len(kept.fp) - len(dup.fp))) > 0.25 * fps:  # not codec padding
+            parts.append("trimmed")
+        if kept.sample_rate and dup.sample_rate and kept.sample_rate != dup.sample_rate:
+            parts.append(f"resampled ({kept.sample_rate} -> {dup.sample_rate} Hz)")
+        ka, kb = Path(kept.filename).suffix.lower(), Path(dup.filename).suffix.lower()
+        if ka != kb:
+            parts.append(f"re-encoded ({ka[1:]} -> {kb[1:]})")
+        if not parts:
+            parts.append("same audio, other level or encoding")
+    if kept.code != dup.code:
+        parts.append(f"filed under {kept.code} and {dup.code}")
+    return "; ".join(parts)
+
+
+def _keep_order(r: Recording, class_order: dict[str, int]) -> tuple:
+    """Which copy to keep: the longest, then the highest sample rate, then lossless, then class order."""
+    lossless = Path(r.filename).suffix.lower() in LOSSLESS
+    return (-len(r.fp), -(r.sample_rate or 0), not lossless, class_order.get(r.code, 0), r.filename)
+
+
+def find_duplicates(recs: list[Recording], fps: float, max_distance: float = 0.25, max_trim: float = 5.0,
+                    min_overlap: float = 0.8, show_progress: bool = True) -> list[Duplicate]:
+    """Group recordings that are copies of each other; one kept per group, the rest listed.
+
+    Only pairs whose lengths differ by at most ``2 * max_trim`` seconds are compared (a copy trimmed by
+    up to ``max_trim`` s at each end), sorted by length so this stays near-linear in practice.
+    """
+    n = len(recs)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    best: dict[tuple[int, int], tuple[float, int]] = {}
+    by_sha: dict[str, int] = {}
+    for i, r in enumerate(recs):
+        if r.sha256 and r.sha256 in by_sha:
+            j = by_sha[r.sha256]
+            parent[find(i)] = find(j)
+            best[(j, i)] = (0.0, 0)
+        elif r.sha256:
+            by_sha[r.sha256] = i
+    order = sorted(range(n), key=lambda i: len(recs[i].fp))
+    max_shift = int(round(max_trim * fps))
+    with progress_bar(n, "compare recordings", show_progress) as bar:
+        for a_pos, i in enumerate(order):
+            for j in order[a_pos + 1 :]:
+                if len(recs[j].fp) - len(recs[i].fp) > 2 * max_shift:
+                    break
+                if (min(i, j), max(i, j)) in best:
+                    continue
+                sim, shift = similarity(recs[j].fp, recs[i].fp, max_shift, min_overlap)
+                if 1.0 - sim <= max_distance:
+                    best[(min(i, j), max(i, j))] = (max(0.0, 1.0 - sim), shift)
+                    parent[find(i)] = find(j)
+            bar.update()
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    class_order = {c: k for k, c in enumerate(dict.fromkeys(r.code for r in recs))}
+    out = []
+    for g, members in enumerate(sorted((m for m in groups.values() if len(m) > 1), key=lambda m: min(m))):
+        kept = min(members, key=lambda i: _keep_order(recs[i], class_order))
+        for i in sorted(members):
+            if i == kept:
+                continue
+            pair = (min(i, kept), max(i, kept))
+            if pair in best:
+                dist, shift = best[pair]
+            else:  # joined through a third copy: measure this pair directly
+                sim, shift = similarity(recs[kept].fp, recs[i].fp, max_shift, min_overlap)
+                dist = max(0.0, 1.0 - sim)
+            out.append(Duplicate(g, recs[kept], recs[i], dist, _reason(recs[kept], recs[i], shift, fps)))
+    return out
+
+
+def write_report(path: str | Path, dups: list[Duplicate]) -> None:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(REPORT_FIELDS)
+        for d in dups:
+            w.writerow([d.group, d.kept.code, d.kept.filename, d.duplicate.code, d.duplicate.filename,
+                        f"{d.distance:.4f}", d.reason])
+
+
+def write_exclude(path: str | Path, dups: list[Duplicate]) -> None:
+    """The recordings later stages leave out (``class,file``); empty in report mode."""
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["class", "file"])
+        w.writerows(sorted({d.duplicate.key for d in dups}))
+
+
+def read_exclude(path: str | Path | None) -> set[tuple[str, str]]:
+    """(class code, file name) pairs to leave out; nothing when there is no list."""
+    if path is None or not Path(path).exists():
+        return set()
+    with open(path, newline="", encoding="utf-8") as f:
+        return {(row["class"], row["file"]) for row in csv.DictReader(f)}
+
+
+def read_groups(path: str | Path | None) -> dict[tuple[str, str], int]:
+    """(class, file) -> duplicate group number, for splitting training data by group."""
+    if path is None or not Path(path).exists():
+        return {}
+    out: dict[tuple[str, str], int] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            g = int(row["group"])
+            out[(row["kept_class"], row["kept"])] = g
+            out[(row["duplicate_class"], row["duplicate"])] = g
+    return out

@@ -1,0 +1,97 @@
+"""The embed step for one class: an embedding for every spectrogram in the class database.
+
+Incremental: vectors already made by the same embedder for spectrograms still in the database are
+reused, so adding recordings embeds only the new ones. Audio embedders read each recording once and
+cut it at the spectrograms' offsets; spectrogram embedders read the stored spectrograms.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hawk.audio import AudioError
+from hawk.db import SpecDB
+from hawk.embed.base import Embedder, EmbedderError
+from hawk.embed.store import Embeddings, load_embeddings, normalise, save_embeddings
+from hawk.progress import progress_bar
+from hawk.reports import write_skip_report
+from hawk.spectrogram import decode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbedResult:
+    embedded: int = 0
+    reused: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, out_path: str | Path,
+                report_path: str | Path, code: str, batch_size: int = 64, show_progress: bool = True) -> EmbedResult:
+    start = time.perf_counter()
+    result = EmbedResult()
+    with SpecDB(db_path) as db:
+        groups = list(db.by_recording())
+        meta = db.get_meta("spec_settings") or {}
+    height, width = meta.get("spec_height", 192), meta.get("spec_width", 384)
+    old: dict[int, np.ndarray] = {}
+    if Path(out_path).exists():
+        try:
+            prev = load_embeddings(out_path)
+            if prev.embedder == embedder.identity():
+                old = dict(zip(prev.ids.tolist(), prev.vectors))
+        except EmbedderError as e:
+            log.warning("%s; embedding everything again", e)
+    ids: list[int] = []
+    vecs: list[np.ndarray] = []
+    pending_ids: list[int] = []
+    pending: list[np.ndarray] = []
+
+    def flush() -> None:
+        if pending:
+            vecs.append(normalise(embedder.embed(np.stack(pending))))
+            ids.extend(pending_ids)
+            result.embedded += len(pending)
+            pending.clear()
+            pending_ids.clear()
+
+    with progress_bar(sum(len(g) for _, g in groups), f"embed {code}", show_progress) as bar:
+        bar.unit = "spec"
+        for filename, group in groups:
+            reuse = [r for r in group if r.id in old]
+            if reuse:
+                ids.extend(r.id for r in reuse)
+                vecs.append(np.stack([old[r.id] for r in reuse]))
+                result.reused += len(reuse)
+            todo = [r for r in group if r.id not in old]
+            try:
+                if not todo:
+                    inputs = np.zeros((0,))
+                elif embedder.kind == "audio":
+                    inputs = embedder.inputs_at(Path(rec_dir) / filename, [r.offset for r in todo])
+                else:
+                    inputs = np.stack([decode(r.value, height, width) for r in todo])
+            except (AudioError, OSError, ValueError) as e:
+                result.skipped.append((filename, str(e)))
+                log.warning("skipped %s: %s", filename, e)
+                bar.update(len(group))
+                continue
+            for r, x in zip(todo, inputs):
+                pending_ids.append(r.id)
+                pending.append(x)
+                if len(pending) >= batch_size:
+                    flush()
+            bar.update(len(group))
+        flush()
+    vectors = np.concatenate(vecs) if vecs else np.zeros((0, embedder.dim), np.float32)
+    save_embeddings(out_path, Embeddings(np.array(ids, np.int64), vectors, {**embedder.identity(), "code": code}))
+    write_skip_report(report_path, result.skipped)
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,33 @@
+"""embed: data/embed/<CODE>.npz, an embedding of every spectrogram of the class (the seed's embed.py).
+
+The embedder is config (`embedder=birdnet`, the default, or `embedder=checkpoint
+embedder.path=models/search.ckpt`). Embeddings are keyed by spectrogram id and stamped with the
+embedder's name, version and dimension; they are written here, never into the class database.
+Incremental: spectrograms embedded before by the same embedder are not embedded again.
+BirdNET's weights are licensed CC BY-NC-SA 4.0 (non-commercial, share alike).
+
+    python -m stages.embed --code RIWH [embedder.threads=1 ...]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hawk.embed.run import embed_class
+from stages._cli import class_stage, embedder
+
+
+def main() -> None:
+    cfg, spec = class_stage(__doc__)
+    out = Path(cfg.paths.embeddings)
+    emb = embedder(cfg)
+    res = embed_class(Path(cfg.paths.db) / f"{spec.code}.db", Path(cfg.paths.recordings) / spec.code, emb,
+                      out / f"{spec.code}.npz", out / f"{spec.code}.report.csv", spec.code,
+                      show_progress=bool(cfg.embedder.progress))
+    rate = res.embedded / res.seconds if res.seconds else 0.0
+    print(f"{spec.code}: {res.embedded} embedded, {res.reused} reused, {len(res.skipped)} recordings skipped "
+          f"in {res.seconds:.1f} s ({rate:.0f} spectrograms/s, {emb.name} {emb.version}, {emb.dim}-d)")
+
+
+if __name__ == "__main__":
+    main()
