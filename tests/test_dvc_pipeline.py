@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
+CODES = ["RIWH", "FACH", "Noise"]  # a three-class demo keeps the test quick
 
 
 def sh(repo: Path, *cmd: str) -> str:
@@ -45,6 +46,10 @@ def repo(tmp_path_factory) -> Path:
     cfg = repo / "conf" / "download" / "default.yaml"
     cfg.write_text(cfg.read_text().replace("recordings: 8", "recordings: 3"))
     (repo / "conf" / "extract" / "default.yaml").write_text("workers: 1\ncategory: bird\nprogress: false\n")
+    (repo / "conf" / "classes" / "demo.yaml").write_text(
+        "RIWH: {name: Rising Whistler, sources: [{kind: demo, call: whistle}]}\n"
+        "FACH: {name: Falling Chirper, sources: [{kind: demo, call: chirp}]}\n"
+        "Noise: {name: Noise, sources: [{kind: demo, call: noise}]}\n")
     compose(repo)
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "add", "-A")
@@ -54,13 +59,18 @@ def repo(tmp_path_factory) -> Path:
 
 def test_fresh_repro_builds_every_class_then_does_nothing(repo):
     out = sh(repo, "dvc", "repro")
-    codes = ["RIWH", "FACH", "TRTI", "WAWA", "Noise", "Other"]
+    codes = CODES
     assert {f"download@{c}" for c in codes} | {f"extract@{c}" for c in codes} <= ran(out)
     for c in codes:
         with sqlite3.connect(repo / "data" / "db" / f"{c}.db") as db:
             assert db.execute("SELECT COUNT(*) FROM Spectrogram").fetchone()[0] > 5
+    assert {f"{s}@{c}" for s in ("embed", "search", "select") for c in codes} | {"dedup", "trainset"} <= ran(out)
+    with sqlite3.connect(repo / "data" / "train.db") as db:
+        per_class = dict(db.execute("SELECT c.Code, COUNT(*) FROM Spectrogram s JOIN Recording r ON r.ID = "
+                                    "s.RecordingID JOIN Subcategory c ON c.ID = r.SubcategoryID GROUP BY c.Code"))
+    assert set(per_class) == set(codes) and min(per_class.values()) > 3  # the demo needs no hand work
     assert (repo / "data" / "test" / "annotations.csv").exists()
-    assert "Noise,Noise" in (repo / "data" / "classes.txt").read_text()
+    assert (repo / "data" / "classes.txt").read_text().endswith("Falling Chirper,FACH\nNoise,Noise\n")
     assert ran(sh(repo, "dvc", "repro")) == set()
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "demo run")
@@ -76,12 +86,46 @@ def test_adding_a_class_runs_only_that_class(repo):
     sh(repo, "git", "commit", "-qm", "add SOSO")
 
 
+UPSTREAM = ("download", "extract", "dedup", "embed", "search", "select")
+
+
+def train_rows(repo: Path) -> set[tuple[str, float]]:
+    with sqlite3.connect(repo / "data" / "train.db") as db:
+        return set(db.execute("SELECT r.FileName, s.Offset FROM Spectrogram s JOIN Recording r ON r.ID = s.RecordingID"))
+
+
+def test_deleting_a_kept_image_reruns_only_that_class(repo):
+    select = repo / "conf" / "select" / "demo.yaml"
+    original = select.read_text()
+    select.write_text(original.replace("auto_keep: true", "auto_keep: false"))
+    compose(repo)
+    sh(repo, "dvc", "repro")
+    sh(repo, sys.executable, "-m", "stages.curate", "--code", "RIWH")
+    kept = sorted((repo / "data" / "curation" / "RIWH").glob("*.jpeg"))
+    assert len(kept) > 3
+    first = {s for s in ran(sh(repo, "dvc", "repro")) if s.startswith(UPSTREAM)}
+    assert first == {"select@RIWH"}
+    before = train_rows(repo)
+    kept[1].unlink()
+    out = sh(repo, "dvc", "repro")
+    assert {s for s in ran(out) if s.startswith(UPSTREAM)} == {"select@RIWH"} and "trainset" in ran(out)
+    assert not kept[1].exists()  # never restored
+    assert len(before) - len(train_rows(repo)) == 1
+    assert "0 new images" in sh(repo, sys.executable, "-m", "stages.curate", "--code", "RIWH")  # never re-added
+    assert not kept[1].exists()
+    select.write_text(original)
+    compose(repo)
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "curated")
+
+
 def test_offset_change_reruns_extract_not_download(repo):
     out = sh(repo, "dvc", "exp", "run", "-S", "audio.offset=3")
     stages = ran(out)
     assert not {s for s in stages if s.startswith("download")}
     assert {s for s in stages if s.startswith("extract")} == {
-        f"extract@{c}" for c in ["RIWH", "FACH", "TRTI", "WAWA", "Noise", "Other", "SOSO"]}
+        f"extract@{c}" for c in [*CODES, "SOSO"]}
     assert "offset: 3" in (repo / "params.yaml").read_text()
     with sqlite3.connect(repo / "data" / "db" / "RIWH.db") as db:
         offsets = [r[0] for r in db.execute("SELECT Offset FROM Spectrogram")]

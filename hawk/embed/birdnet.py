@@ -42,7 +42,7 @@ class BirdNETEmbedder(Embedder):
     sample_rate = 48000
     segment_len = 3.0
 
-    def __init__(self, threads: int = 0, batch_size: int = 16):
+    def __init__(self, threads: int = 0, batch_size: int = 1):
         global _licence_shown
         from ai_edge_litert.interpreter import Interpreter
 

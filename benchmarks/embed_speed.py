@@ -1,0 +1,45 @@
+"""Embedding throughput of the embed step (BirdNET v2.4 via ai-edge-litert), spectrograms per second.
+
+    python benchmarks/embed_speed.py [--recordings 10] [--seconds 60]
+
+Builds a class database from synthetic recordings in a temporary folder, then embeds it with 1 thread
+and with all cores; includes reading and resampling the audio to 48 kHz. BirdNET's weights are
+licensed CC BY-NC-SA 4.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from hawk.download.demo import synth_recording, write_audio
+from hawk.embed import create_embedder
+from hawk.embed.run import embed_class
+from hawk.extract import extract_class
+from hawk.spectrogram import SpecSettings
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recordings", type=int, default=10)
+    p.add_argument("--seconds", type=float, default=60.0)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        rec = root / "rec"
+        rec.mkdir()
+        for i in range(args.recordings):
+            write_audio(rec / f"r{i}.flac", synth_recording("warble", i, args.seconds, 44100), 44100)
+        extract_class(rec, root / "X.db", root / "x.csv", "X", "X", SpecSettings(), show_progress=False)
+        for threads in (1, os.cpu_count() or 1):
+            emb = create_embedder("birdnet", threads=threads)
+            out = root / f"X{threads}.npz"
+            res = embed_class(root / "X.db", rec, emb, out, root / "r.csv", "X", show_progress=False)
+            print(f"birdnet, {threads} thread(s): {res.embedded} spectrograms in {res.seconds:.1f} s = "
+                  f"{res.embedded / res.seconds:.1f} spectrograms/s ({res.seconds / res.embedded * 1000:.0f} ms each)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""dedup on planted duplicates of every kind: exact copies (a triple too), re-encodes, resamples, a gain
+change, trims at either end, a copy filed under another class."""
+
+import csv
+
+import pytest
+
+from hawk.dedup import FingerprintSettings, find_duplicates, load_recordings, read_exclude, read_groups, \
+    write_exclude, write_report
+from hawk.extract import extract_class
+from hawk.spectrogram import SpecSettings
+from tests.dedup_fixture import pairs, plant
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dedup")
+    truth = plant(root / "rec", originals=8)
+    classes = []
+    for code in ("AAAA", "BBBB"):
+        extract_class(root / "rec" / code, root / f"{code}.db", root / f"{code}.report.csv", code, code,
+                      SpecSettings(), workers=1, show_progress=False)
+        classes.append((code, root / f"{code}.db", root / "rec" / code))
+    return root, truth, load_recordings(classes, FingerprintSettings(), show_progress=False)
+
+
+def found_pairs(dups) -> set[frozenset]:
+    groups: dict[int, set] = {}
+    for d in dups:
+        groups.setdefault(d.group, {d.kept.key}).add(d.duplicate.key)
+    return pairs(groups.values())
+
+
+def test_finds_every_planted_duplicate_and_nothing_else(planted):
+    _, truth, recs = planted
+    s = SpecSettings()
+    dups = find_duplicates(recs, s.sample_rate / s.hop_length / 4, show_progress=False)
+    found, expected = found_pairs(dups), pairs(truth)
+    precision = len(found & expected) / len(found)
+    recall = len(found & expected) / len(expected)
+    assert precision >= 0.99 and recall >= 0.95, (precision, recall, found ^ expected)
+    reasons = {d.duplicate.filename: d.reason for d in dups}
+    assert reasons["AAAA0_copy.wav"] == "exact copy"
+    assert "trimmed" in reasons["AAAA5_trim.wav"]
+    assert "resampled" in reasons["AAAA3_22k.wav"]
+    assert "filed under AAAA and BBBB" in reasons["BBBB_misfiled.flac"]
+    kept = {d.kept.filename for d in dups}
+    assert {"AAAA2.wav", "AAAA3.wav", "AAAA5.wav", "AAAA7.wav"} <= kept  # the longest, best-quality copy stays
+
+
+def test_report_and_remove_modes_are_files_not_deletions(planted, tmp_path):
+    root, _, recs = planted
+    before = sorted(p.name for p in (root / "rec" / "AAAA").iterdir())
+    s = SpecSettings()
+    dups = find_duplicates(recs, s.sample_rate / s.hop_length / 4, show_progress=False)
+    write_report(tmp_path / "duplicates.csv", dups)
+    write_exclude(tmp_path / "exclude.csv", [])  # report mode
+    assert read_exclude(tmp_path / "exclude.csv") == set()
+    write_exclude(tmp_path / "exclude.csv", dups)  # remove mode
+    assert ("AAAA", "AAAA1_copy2.wav") in read_exclude(tmp_path / "exclude.csv")
+    assert sorted(p.name for p in (root / "rec" / "AAAA").iterdir()) == before
+    with open(tmp_path / "duplicates.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert set(rows[0]) >= {"kept", "duplicate", "distance", "reason"}
+    groups = read_groups(tmp_path / "duplicates.csv")
+    assert groups[("AAAA", "AAAA7.wav")] == groups[("BBBB", "BBBB_misfiled.flac")]
