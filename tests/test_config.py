@@ -34,7 +34,8 @@ def test_composed_config_is_valid():
     assert "FROG-LEOP" in [c.code for c in parse_classes(example["classes"])]
 
 
-@pytest.mark.parametrize("stage", ["download", "extract", "plot", "testset", "classes", "compose"])
+@pytest.mark.parametrize("stage", ["download", "extract", "plot", "testset", "classes", "compose", "embed", "dedup", "search",
+                                   "select", "trainset", "curate", "reextract"])
 def test_entry_points_have_help(stage):
     out = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "usage:" in out.stdout and len(out.stdout) > 200
