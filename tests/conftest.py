@@ -36,3 +36,27 @@ def tone():
         return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
     return make
+
+
+DEMO_CLASSES = [("Rising Whistler", "RIWH", "whistle"), ("Falling Chirper", "FACH", "chirp"), ("Noise", "Noise", "noise")]
+
+
+@pytest.fixture(scope="session")
+def train_db(tmp_path_factory) -> Path:
+    """A real training database of three demo classes (four recordings each, every spectrogram kept)."""
+    from hawk.curation import merge_dbs
+    from hawk.download.demo import make_demo_recordings
+    from hawk.extract import extract_class
+    from hawk.spectrogram import SpecSettings
+
+    root = tmp_path_factory.mktemp("traindb")
+    parts = []
+    for k, (name, code, call) in enumerate(DEMO_CLASSES):
+        rec = root / "recordings" / code
+        rec.mkdir(parents=True)
+        make_demo_recordings(rec, call, 4, seed=20 + k)
+        extract_class(rec, root / f"{code}.db", root / f"{code}.csv", name, code, SpecSettings(), workers=1,
+                      show_progress=False)
+        parts.append(root / f"{code}.db")
+    merge_dbs(parts, root / "train.db")
+    return root / "train.db"

@@ -1,0 +1,173 @@
+"""The training set the seed calls the "pickle": spectrograms, labels and where each came from.
+
+A folder, not a Python pickle, so loading it never runs code:
+
+- ``specs.npy``: uint8 (n, height, width), a plain NumPy array file. Training reads rows straight from
+  the file (``np.load(mmap_mode="r")`` maps it too), so a set larger than RAM trains in flat memory.
+- ``rows.csv``: per spectrogram its class index and code, recording id and file, offset, source and
+  split group (the recording, or its duplicate group from dedup, so copies never straddle a split).
+- ``meta.json``: classes (names and codes, in classes.txt order), spectrogram settings, counts and the
+  hashes of the data (training database and specs.npy).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hawk.db import SpecDB
+from hawk.fsutil import atomic_open
+from hawk.progress import progress_bar
+from hawk.spectrogram import decode
+
+ROW_FIELDS = ["index", "class_index", "code", "recording_id", "file", "offset", "source", "group"]
+
+
+class SpecSetError(ValueError):
+    pass
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path, max_per_class: int | None = None,
+                  seed: int = 0, groups: dict[tuple[str, str], int] | None = None,
+                  show_progress: bool = True) -> dict[str, Any]:
+    """Write the training set for ``classes`` ((name, code) in output order) from ``train_db``.
+
+    At most ``max_per_class`` spectrograms per class (a seeded random sample). A listed class with no
+    spectrograms is an error naming it. Written to a temporary folder and renamed into place.
+    """
+    groups = groups or {}
+    with SpecDB(train_db) as db:
+        spec = db.get_meta("spec_settings")
+        if not spec:
+            raise SpecSetError(f"{train_db}: no spectrogram settings recorded (not made by hawk?)")
+        by_code: dict[str, list[tuple]] = {}
+        for row in db.conn.execute(
+                "SELECT c.Code, s.ID, r.ID, r.FileName, s.Offset, src.Name FROM Spectrogram s "
+                "JOIN Recording r ON r.ID = s.RecordingID JOIN Subcategory c ON c.ID = r.SubcategoryID "
+                "JOIN Source src ON src.ID = r.SourceID WHERE s.Ignore IS NULL OR s.Ignore != 'Y' "
+                "ORDER BY r.FileName, s.Offset"):
+            by_code.setdefault(row[0], []).append(row[1:])
+        empty = [f"{name} ({code})" for name, code in classes if not by_code.get(code)]
+        if empty:
+            raise SpecSetError(f"{train_db}: no spectrograms for class(es) {', '.join(empty)}; curate some or "
+                               "remove them from classes.txt")
+        rng = np.random.default_rng(seed)
+        chosen: list[tuple[int, str, tuple]] = []
+        for k, (_, code) in enumerate(classes):
+            rows = by_code[code]
+            if max_per_class and len(rows) > max_per_class:
+                rows = [rows[i] for i in sorted(rng.choice(len(rows), max_per_class, replace=False))]
+            chosen += [(k, code, r) for r in rows]
+        h, w = spec["spec_height"], spec["spec_width"]
+        tmp = out_dir.with_name(f".{out_dir.name}.part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        specs = np.lib.format.open_memmap(tmp / "specs.npy", mode="w+", dtype=np.uint8, shape=(len(chosen), h, w))
+        with open(tmp / "rows.csv", "w", newline="", encoding="utf-8") as f, \
+                progress_bar(len(chosen), "pickle", show_progress) as bar:
+            out = csv.writer(f)
+            out.writerow(ROW_FIELDS)
+            ids = [r[0] for _, _, r in chosen]
+            for start in range(0, len(chosen), 2000):
+                part = ids[start : start + 2000]
+                marks = ",".join("?" * len(part))
+                blobs = dict(db.conn.execute(f"SELECT ID, Value FROM Spectrogram WHERE ID IN ({marks})", part))
+                for i in range(start, start + len(part)):
+                    k, code, (spec_id, rec_id, fname, offset, source) = chosen[i]
+                    specs[i] = np.round(decode(blobs[spec_id], h, w) * 255).astype(np.uint8)
+                    g = groups.get((code, fname))
+                    out.writerow([i, k, code, rec_id, fname, repr(offset), source,
+                                  f"dup{g}" if g is not None else f"rec:{fname}"])
+                    bar.update()
+        specs.flush()
+        del specs
+    meta = {
+        "format": "hawk-specset/1",
+        "classes": [{"name": n, "code": c} for n, c in classes],
+        "spec_settings": spec,
+        "count": len(chosen),
+        "per_class": {c: sum(1 for _, cc, _ in chosen if cc == c) for _, c in classes},
+        "data": {"train_db_sha256": sha256_file(train_db), "specs_sha256": sha256_file(tmp / "specs.npy")},
+    }
+    with atomic_open(tmp / "meta.json", "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return meta
+
+
+@dataclass
+class SpecSet:
+    """An opened training set. ``read(i)`` returns spectrogram i as uint8 (height, width), read from
+    the file with ``pread`` so memory stays flat however large the set."""
+
+    root: Path
+    meta: dict[str, Any]
+    rows: list[dict[str, str]]
+    labels: np.ndarray  # class index per row
+    groups: list[str]
+
+    @classmethod
+    def open(cls, root: str | Path) -> "SpecSet":
+        root = Path(root)
+        try:
+            meta = json.loads((root / "meta.json").read_text(encoding="utf-8"))
+            with open(root / "rows.csv", newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, ValueError) as e:
+            raise SpecSetError(f"{root}: not a hawk training set ({e}); run the pickle stage") from e
+        if meta.get("format") != "hawk-specset/1":
+            raise SpecSetError(f"{root}: not a hawk training set (format {meta.get('format')!r})")
+        labels = np.array([int(r["class_index"]) for r in rows], np.int64)
+        return cls(root, meta, rows, labels, [r["group"] for r in rows])
+
+    def __post_init__(self) -> None:
+        with open(self.root / "specs.npy", "rb") as f:
+            version = np.lib.format.read_magic(f)
+            fmt = np.lib.format
+            shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+            self._data_offset = f.tell()
+        self.shape = shape[1:]
+        self._size = int(np.prod(self.shape))
+        self._fd: int | None = None
+        if dtype != np.uint8:
+            raise SpecSetError(f"{self.root / 'specs.npy'}: expected uint8 spectrograms, found {dtype}")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def class_codes(self) -> list[str]:
+        return [c["code"] for c in self.meta["classes"]]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c["name"] for c in self.meta["classes"]]
+
+    def read(self, i: int) -> np.ndarray:
+        if self._fd is None:  # opened lazily so each data-loader worker gets its own descriptor
+            self._fd = os.open(self.root / "specs.npy", os.O_RDONLY)
+        buf = os.pread(self._fd, self._size, self._data_offset + i * self._size)
+        return np.frombuffer(buf, np.uint8).reshape(self.shape)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_fd"] = None
+        return state

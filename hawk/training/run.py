@@ -1,0 +1,261 @@
+"""The train loop: folds, model (new or from a checkpoint), Lightning trainer, tracking and outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from hawk.augment import AugmentSettings, Augmenter
+from hawk.ckpt import class_codes, load_checkpoint, model_from_checkpoint, save_checkpoint
+from hawk.fsutil import atomic_open
+from hawk.models import count_parameters, create_model
+from hawk.specset import SpecSet
+from hawk.training.data import SpecDataset, make_splits
+from hawk.training.module import Classifier, class_weights
+
+log = logging.getLogger(__name__)
+NOISE = "Noise"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    model_name: str = "custom_hgnet_2"
+    num_epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.0025
+    weight_decay: float = 0.0
+    optimizer: str = "adamp"
+    label_smoothing: float = 0.125
+    use_class_weights: bool = True
+    class_weight_power: float = 0.5
+    drop_rate: float = 0.0
+    val_portion: float = 0.2
+    num_folds: int = 1
+    save_last_n: int = 3
+    seed: int = 0
+    num_workers: int = 2
+    load_ckpt_path: str | None = None
+    update_classifier: bool = False  # a new head even when the class list matches the checkpoint's
+    freeze_backbone: bool = False  # train the head only
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+
+    @classmethod
+    def from_mapping(cls, cfg: dict[str, Any]) -> "TrainSettings":
+        data = dict(cfg)
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown train setting(s): {', '.join(sorted(unknown))}")
+        data["augment"] = AugmentSettings.from_mapping(data.get("augment") or {})
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """Lightning scale-out knobs: accelerator auto uses a GPU when there is one."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"  # "16-mixed" or "bf16-mixed" for mixed precision
+    deterministic: bool = True
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Tracking:
+    mlflow_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "hawk"
+    tensorboard_dir: str = "logs"
+    run_name: str | None = None
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    epochs: list[dict[str, float]]
+    checkpoints: list[Path]
+    seconds: float
+    samples: int
+    run_id: str | None
+
+
+def build_model(s: TrainSettings, specset: SpecSet) -> tuple[torch.nn.Module, str]:
+    """A fresh model, or one loaded from ``load_ckpt_path`` for transfer learning / fine-tuning."""
+    k = len(specset.class_codes)
+    if not s.load_ckpt_path:
+        return create_model(s.model_name, k, s.drop_rate), s.model_name
+    ckpt = load_checkpoint(s.load_ckpt_path)
+    if ckpt["spec_settings"] != specset.meta["spec_settings"]:
+        raise ValueError(f"{s.load_ckpt_path}: trained on other spectrogram settings than the training set; "
+                         "re-extract with the checkpoint's audio settings")
+    model = model_from_checkpoint(ckpt).train()
+    if s.update_classifier or class_codes(ckpt) != specset.class_codes:
+        model.reset_classifier(k)  # a new head for the new class list
+    if s.freeze_backbone:
+        for p in model.parameters():
+            p.requires_grad = False
+        for p in model.get_classifier().parameters():
+            p.requires_grad = True
+    return model, ckpt["model_name"]
+
+
+class _SetEpoch(L.Callback):
+    def __init__(self, dataset: SpecDataset):
+        self.dataset = dataset
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.dataset.epoch = trainer.current_epoch
+
+
+class _Recorder(L.Callback):
+    """Per-epoch metrics, and the last ``save_last_n`` epochs saved as hawk checkpoints (rank 0 only)."""
+
+    def __init__(self, fold: int, ckpt_dir: Path, prefix: str, save_last_n: int, meta: dict[str, Any]):
+        self.fold, self.ckpt_dir, self.prefix, self.save_last_n, self.meta = fold, ckpt_dir, prefix, save_last_n, meta
+        self.epochs: list[dict[str, float]] = []
+        self.checkpoints: list[Path] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        self.epochs.append({"fold": self.fold, "epoch": trainer.current_epoch + 1, **m,
+                            "data_wait_share": pl_module.data_wait_share()})
+        if trainer.current_epoch + 1 > trainer.max_epochs - self.save_last_n:
+            model = pl_module.model
+            path = self.ckpt_dir / f"{self.prefix}-e{trainer.current_epoch + 1:02d}.ckpt"
+            run_id = next((lg.run_id for lg in trainer.loggers if hasattr(lg, "run_id")), None)
+            save_checkpoint(path, self.meta["model_name"], model, self.meta["classes"], self.meta["spec_settings"],
+                            self.meta["data"], {**self.meta["extra"], "epoch": trainer.current_epoch + 1,
+                                                "fold": self.fold, "mlflow_run_id": run_id})
+            self.checkpoints.append(path)
+
+
+def _loggers(tracking: Tracking, fold: int, run_name: str) -> list:
+    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
+
+    return [MLFlowLogger(experiment_name=tracking.experiment, tracking_uri=tracking.mlflow_uri, run_name=run_name),
+            TensorBoardLogger(save_dir=tracking.tensorboard_dir, name=f"fold-{fold}")]
+
+
+def train(specset_dir: Path, s: TrainSettings, t: TrainerSettings, tracking: Tracking, ckpt_dir: Path,
+          params: dict[str, Any] | None = None) -> list[FoldResult]:
+    """Train one model per fold; checkpoints of the last ``save_last_n`` epochs go to ``ckpt_dir``."""
+    L.seed_everything(s.seed, workers=True, verbose=False)
+    specset = SpecSet.open(specset_dir)
+    codes = specset.class_codes
+    splits = make_splits(specset.groups, specset.labels, s.val_portion, s.num_folds, s.seed)
+    noise = codes.index(NOISE) if NOISE in codes else None
+    weights = (class_weights(specset.labels, len(codes), s.class_weight_power) if s.use_class_weights
+               else np.ones(len(codes), np.float32))
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for fold, (train_idx, val_idx) in enumerate(splits):
+        L.seed_everything(s.seed + fold, workers=True, verbose=False)
+        model, model_name = build_model(s, specset)
+        train_ds = SpecDataset(specset, train_idx, seed=s.seed + fold)
+        train_ds.augmenter = Augmenter(s.augment, specset.labels, train_ds.fetch, noise)
+        loader_args = {"batch_size": s.batch_size, "num_workers": s.num_workers,
+                       "persistent_workers": False, "pin_memory": torch.cuda.is_available()}
+        train_dl = DataLoader(train_ds, shuffle=True, drop_last=False,
+                              generator=torch.Generator().manual_seed(s.seed + fold), **loader_args)
+        val_dl = DataLoader(SpecDataset(specset, val_idx), shuffle=False, **loader_args) if len(val_idx) else None
+        prefix = f"{model_name}" + (f"-f{fold}" if len(splits) > 1 else "")
+        run_name = tracking.run_name or prefix
+        meta = {"model_name": model_name, "classes": list(zip(specset.class_names, codes)),
+                "spec_settings": specset.meta["spec_settings"], "data": specset.meta["data"],
+                "extra": {"train": json.loads(json.dumps(asdict(s), default=str)),
+                          "parameters": count_parameters(model)}}
+        recorder = _Recorder(fold, ckpt_dir, prefix, s.save_last_n, meta)
+        loggers = _loggers(tracking, fold, run_name)
+        trainer = L.Trainer(
+            max_epochs=s.num_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+            strategy=t.strategy, precision=t.precision, deterministic=t.deterministic, logger=loggers,
+            callbacks=[_SetEpoch(train_ds), recorder], enable_checkpointing=False, num_sanity_val_steps=0,
+            log_every_n_steps=max(1, min(50, math.ceil(len(train_idx) / s.batch_size))),
+            enable_progress_bar=t.progress, enable_model_summary=False)
+        if trainer.is_global_zero:
+            flat = {**(params or {}), "fold": fold, "train_spectrograms": len(train_idx),
+                    "val_spectrograms": len(val_idx), "parameters": meta["extra"]["parameters"]}
+            loggers[0].log_hyperparams(flat)
+        module = Classifier(model, weights, s.lr, s.weight_decay, s.label_smoothing, s.optimizer)
+        start = time.perf_counter()
+        trainer.fit(module, train_dl, val_dl)
+        seconds = time.perf_counter() - start
+        run_id = getattr(loggers[0], "run_id", None) if trainer.is_global_zero else None
+        results.append(FoldResult(fold, recorder.epochs, recorder.checkpoints, seconds,
+                                  len(train_idx) * s.num_epochs, run_id))
+    return results
+
+
+def write_outputs(results: list[FoldResult], metrics_json: Path, epochs_csv: Path, plot_png: Path,
+                  tracking: Tracking) -> dict[str, Any]:
+    """DVC metrics (final epoch, averaged over folds), per-epoch curves as CSV and PNG; the PNG and the
+    checkpoints are logged to each fold's MLflow run."""
+    finals = [r.epochs[-1] for r in results if r.epochs]
+    keys = sorted({k for f in finals for k in f} - {"fold", "epoch"})
+    summary: dict[str, Any] = {k: float(np.nanmean([f.get(k, np.nan) for f in finals])) for k in keys}
+    summary["folds"] = len(results)
+    summary["spectrograms_per_s"] = sum(r.samples for r in results) / max(sum(r.seconds for r in results), 1e-9)
+    summary["checkpoints"] = [str(p) for r in results for p in r.checkpoints]
+    summary["mlflow_run_ids"] = [r.run_id for r in results]
+    summary = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
+    with atomic_open(metrics_json, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+    cols = ["fold", "epoch", "train_loss", "val_loss", "val_macro_ap", "val_micro_ap", "lr", "data_wait_share"]
+    with atomic_open(epochs_csv, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, cols, extrasaction="ignore")
+        w.writeheader()
+        for r in results:
+            w.writerows(r.epochs)
+    _plot_curves(results, plot_png)
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.mlflow_uri)
+    client = mlflow.MlflowClient()
+    for r in results:
+        if r.run_id:
+            client.log_artifact(r.run_id, str(plot_png), "plots")
+            client.log_artifact(r.run_id, str(epochs_csv), "plots")
+            for p in r.checkpoints:
+                client.log_artifact(r.run_id, str(p), "checkpoints")
+    return summary
+
+
+def _plot_curves(results: list[FoldResult], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for r in results:
+        ep = [e["epoch"] for e in r.epochs]
+        tag = f" (fold {r.fold})" if len(results) > 1 else ""
+        a.plot(ep, [e.get("train_loss", np.nan) for e in r.epochs], "-o", label=f"train{tag}")
+        if any("val_loss" in e for e in r.epochs):
+            a.plot(ep, [e.get("val_loss", np.nan) for e in r.epochs], "-s", label=f"validation{tag}")
+            b.plot(ep, [e.get("val_macro_ap", np.nan) for e in r.epochs], "-o", label=f"macro AP{tag}")
+            b.plot(ep, [e.get("val_micro_ap", np.nan) for e in r.epochs], "-s", label=f"micro AP{tag}")
+    a.set(xlabel="epoch", ylabel="loss", title="loss")
+    b.set(xlabel="epoch", ylabel="average precision", title="validation AP", ylim=(0, 1.02))
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
