@@ -53,6 +53,28 @@ def class_stage(doc: str | None) -> tuple[DictConfig, ClassSpec]:
     return cfg, get_class(OmegaConf.to_container(cfg.classes, resolve=True), args.code)
 
 
+def main_project(cwd: Path | None = None) -> Path:
+    """The project a stage belongs to. Queued and temp DVC experiments run in a copy under
+    ``<project>/.dvc/tmp/exps/``; tracking stores (MLflow, TensorBoard) belong to the project itself,
+    so every experiment lands in the one ``mlflow ui``."""
+    cwd = (cwd or Path.cwd()).resolve()
+    parts = cwd.parts
+    for i in range(len(parts) - 3):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return cwd
+
+
+def tracking_path(value: str) -> str:
+    """A relative ``sqlite:///file`` URI or folder, anchored in :func:`main_project`."""
+    root = main_project()
+    if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+        return f"sqlite:///{root / value[len('sqlite:///'):]}"
+    if "://" not in value and not Path(value).is_absolute():
+        return str(root / value)
+    return value
+
+
 def spec_settings(cfg: DictConfig) -> SpecSettings:
     return SpecSettings.from_mapping(OmegaConf.to_container(cfg.audio, resolve=True))
 

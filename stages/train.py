@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from hawk.training.run import Tracking, TrainerSettings, TrainSettings, train, write_outputs
-from stages._cli import load_config, parser
+from stages._cli import load_config, parser, tracking_path
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -37,6 +37,8 @@ def main() -> None:
     raw = OmegaConf.to_container(cfg, resolve=True)
     s = TrainSettings.from_mapping(raw["train"])
     t = TrainerSettings(**raw["trainer"])
+    raw["tracking"]["mlflow_uri"] = tracking_path(raw["tracking"]["mlflow_uri"])
+    raw["tracking"]["tensorboard_dir"] = tracking_path(raw["tracking"]["tensorboard_dir"])
     tracking = Tracking(**raw["tracking"])
     ckpt_dir = Path(cfg.paths.ckpt)
     if ckpt_dir.exists():  # only this run's checkpoints: infer ensembles everything here

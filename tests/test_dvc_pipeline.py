@@ -46,6 +46,10 @@ def repo(tmp_path_factory) -> Path:
     cfg = repo / "conf" / "download" / "default.yaml"
     cfg.write_text(cfg.read_text().replace("recordings: 8", "recordings: 3"))
     (repo / "conf" / "extract" / "default.yaml").write_text("workers: 1\ncategory: bird\nprogress: false\n")
+    train = repo / "conf" / "train" / "default.yaml"
+    train.write_text(train.read_text().replace("model_name: custom_hgnet_2", "model_name: custom_hgnet_1")
+                     .replace("num_epochs: 10", "num_epochs: 1").replace("batch_size: 64", "batch_size: 16")
+                     .replace("num_workers: 2", "num_workers: 0").replace("save_last_n: 3", "save_last_n: 1"))
     (repo / "conf" / "classes" / "demo.yaml").write_text(
         "RIWH: {name: Rising Whistler, sources: [{kind: demo, call: whistle}]}\n"
         "FACH: {name: Falling Chirper, sources: [{kind: demo, call: chirp}]}\n"
@@ -130,3 +134,19 @@ def test_offset_change_reruns_extract_not_download(repo):
     with sqlite3.connect(repo / "data" / "db" / "RIWH.db") as db:
         offsets = [r[0] for r in db.execute("SELECT Offset FROM Spectrogram")]
     assert offsets and all(o % 3 == 0 for o in offsets)
+
+
+def test_experiments_runs_and_queued_sweeps(repo):
+    out = sh(repo, "dvc", "exp", "run", "-S", "train.lr=0.001")
+    assert "train" in ran(out) and not {s for s in ran(out) if s.startswith((*UPSTREAM, "pickle"))}
+    sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.lr=0.002")
+    sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.lr=0.003")
+    sh(repo, "dvc", "exp", "run", "--run-all")
+    table = sh(repo, "dvc", "exp", "show", "--csv")
+    assert "val_macro_ap" in table and "0.002" in table and "0.003" in table
+    import mlflow
+
+    runs = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}").search_runs(
+        [mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}").get_experiment_by_name("hawk").experiment_id])
+    lrs = {r.data.params.get("train.lr") for r in runs}
+    assert {"0.002", "0.003"} <= lrs  # queued runs report to the project's MLflow store

@@ -39,12 +39,14 @@ def average_precisions(scores: np.ndarray, targets: np.ndarray) -> tuple[float, 
 
 class Classifier(L.LightningModule):
     def __init__(self, model: nn.Module, weights: np.ndarray, lr: float = 0.0025, weight_decay: float = 0.0,
-                 label_smoothing: float = 0.125, optimizer: str = "adamp"):
+                 label_smoothing: float = 0.125, optimizer: str = "adamp", recalibrate: Any = None,
+                 recalibrate_batches: int = 0):
         super().__init__()
         self.model = model.to(memory_format=torch.channels_last)  # ~2x faster convolutions on CPU
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32))
         self.lr, self.weight_decay, self.label_smoothing, self.optimizer_name = lr, weight_decay, label_smoothing, optimizer
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.recal_loader, self.recal_batches, self.recalibrated_epoch = recalibrate, recalibrate_batches, -1
         self._last_end: float | None = None
         self._wait = 0.0
         self._step = 0.0
@@ -57,6 +59,39 @@ class Classifier(L.LightningModule):
         smooth = target * (1 - self.label_smoothing) + self.label_smoothing / k
         per = nn.functional.binary_cross_entropy_with_logits(logits.float(), smooth, reduction="none")
         return (per * self.weights).mean()
+
+    @torch.no_grad()
+    def recalibrate_bn(self) -> None:
+        """Re-estimate batch-norm statistics as a plain average over un-augmented training batches.
+
+        BN keeps an exponential average with momentum 0.1 that starts from variance 1; after only a
+        few dozen steps (a small class set) it still remembers that start, and eval-mode predictions
+        are poor. A fresh average over up to ``recalibrate_batches`` batches fixes that, and changes
+        little on long runs.
+        """
+        if self.recal_loader is None or self.recal_batches <= 0 or self.recalibrated_epoch == self.current_epoch:
+            return
+        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not bns:
+            return
+        was_training = self.model.training
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        self.model.train()
+        for i, (x, _) in enumerate(self.recal_loader):
+            if i >= self.recal_batches:
+                break
+            self(x.to(self.device))
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        self.model.train(was_training)
+        self.recalibrated_epoch = self.current_epoch
+
+    def on_validation_epoch_start(self) -> None:
+        if self.trainer.state.fn == "fit":
+            self.recalibrate_bn()
 
     # --- time spent waiting for data: the gap between one step's end and the next step's start ---
     def on_train_epoch_start(self) -> None:
@@ -71,6 +106,11 @@ class Classifier(L.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._last_end = time.perf_counter()
         self._step += self._last_end - self._batch_start
+
+    @property
+    def step_seconds(self) -> float:
+        """Seconds this epoch spent in training steps (forward, backward, optimiser)."""
+        return self._step
 
     def data_wait_share(self) -> float:
         """Share of this epoch's training time spent waiting for the next batch (goal: under 10%)."""

@@ -48,6 +48,7 @@ class TrainSettings:
     load_ckpt_path: str | None = None
     update_classifier: bool = False  # a new head even when the class list matches the checkpoint's
     freeze_backbone: bool = False  # train the head only
+    bn_recalibrate_batches: int = 20  # batch-norm statistics re-estimated on this many batches (0: off)
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     @classmethod
@@ -71,6 +72,7 @@ class TrainerSettings:
     precision: str = "32-true"  # "16-mixed" or "bf16-mixed" for mixed precision
     deterministic: bool = True
     progress: bool = True
+    limit_train_batches: float = 1.0  # < 1: share of batches per epoch; > 1: number of batches (smoke runs)
 
 
 @dataclass(frozen=True)
@@ -132,8 +134,9 @@ class _Recorder(L.Callback):
             return
         m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         self.epochs.append({"fold": self.fold, "epoch": trainer.current_epoch + 1, **m,
-                            "data_wait_share": pl_module.data_wait_share()})
+                            "data_wait_share": pl_module.data_wait_share(), "step_seconds": pl_module.step_seconds})
         if trainer.current_epoch + 1 > trainer.max_epochs - self.save_last_n:
+            pl_module.recalibrate_bn()  # done already when there was a validation pass
             model = pl_module.model
             path = self.ckpt_dir / f"{self.prefix}-e{trainer.current_epoch + 1:02d}.ckpt"
             run_id = next((lg.run_id for lg in trainer.loggers if hasattr(lg, "run_id")), None)
@@ -185,12 +188,16 @@ def train(specset_dir: Path, s: TrainSettings, t: TrainerSettings, tracking: Tra
             strategy=t.strategy, precision=t.precision, deterministic=t.deterministic, logger=loggers,
             callbacks=[_SetEpoch(train_ds), recorder], enable_checkpointing=False, num_sanity_val_steps=0,
             log_every_n_steps=max(1, min(50, math.ceil(len(train_idx) / s.batch_size))),
-            enable_progress_bar=t.progress, enable_model_summary=False)
+            enable_progress_bar=t.progress, enable_model_summary=False,
+            limit_train_batches=t.limit_train_batches if t.limit_train_batches <= 1 else int(t.limit_train_batches))
         if trainer.is_global_zero:
             flat = {**(params or {}), "fold": fold, "train_spectrograms": len(train_idx),
                     "val_spectrograms": len(val_idx), "parameters": meta["extra"]["parameters"]}
             loggers[0].log_hyperparams(flat)
-        module = Classifier(model, weights, s.lr, s.weight_decay, s.label_smoothing, s.optimizer)
+        recal = DataLoader(SpecDataset(specset, train_idx), shuffle=True,
+                           generator=torch.Generator().manual_seed(s.seed + fold), **loader_args)
+        module = Classifier(model, weights, s.lr, s.weight_decay, s.label_smoothing, s.optimizer, recal,
+                            s.bn_recalibrate_batches)
         start = time.perf_counter()
         trainer.fit(module, train_dl, val_dl)
         seconds = time.perf_counter() - start

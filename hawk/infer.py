@@ -1,0 +1,199 @@
+"""Inference (the seed's analyze.py): an ensemble of checkpoints scores every segment of every recording.
+
+Recordings are decoded and turned into spectrograms in worker processes while the main process runs
+the models, so decoding and the network overlap. Segments start every ``segment_len - overlap``
+seconds (HawkEars: 3 s segments, 1.5 s overlap); the last partial segment is zero-padded so the end of
+a recording is heard too. Scores are the mean of the models' sigmoid outputs, then Platt-calibrated:
+``sigmoid(a * logit(score) + b)``, the same numpy function wherever scores are produced.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hawk.audio import AudioError, is_audio_file, iter_mono
+from hawk.ckpt import CheckpointError, load_checkpoint, model_from_checkpoint
+from hawk.spectrogram import SpecSettings, SpectrogramMaker
+
+log = logging.getLogger(__name__)
+
+
+class EnsembleError(ValueError):
+    pass
+
+
+@dataclass
+class Ensemble:
+    """Every checkpoint of a folder; all must share one class list and one set of audio settings."""
+
+    paths: list[Path]
+    models: list[torch.nn.Module]
+    classes: list[tuple[str, str]]  # (name, code) in output order
+    settings: SpecSettings
+    device: str
+    mlflow_run_ids: list[str]
+
+    @classmethod
+    def load(cls, source: str | Path, device: str = "auto") -> "Ensemble":
+        source = Path(source)
+        paths = sorted(source.glob("*.ckpt")) if source.is_dir() else [source]
+        if not paths:
+            raise EnsembleError(f"{source}: no checkpoints (*.ckpt); run the train stage first")
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        ckpts = [load_checkpoint(p) for p in paths]
+        lists = {}
+        for p, c in zip(paths, ckpts):
+            lists.setdefault(tuple((k["name"], k["code"]) for k in c["classes"]), []).append(p.name)
+        if len(lists) > 1:
+            detail = "; ".join(f"{', '.join(names)}: {len(k)} classes ({', '.join(c for _, c in k[:4])}...)"
+                               for k, names in lists.items())
+            raise EnsembleError(f"{source}: checkpoints trained on different class lists cannot be ensembled: {detail}")
+        specs = {str(sorted(c["spec_settings"].items())) for c in ckpts}
+        if len(specs) > 1:
+            raise EnsembleError(f"{source}: checkpoints made with different audio settings cannot be ensembled")
+        models = [model_from_checkpoint(c).to(device).to(memory_format=torch.channels_last) for c in ckpts]
+        runs = [c.get("extra", {}).get("mlflow_run_id") for c in ckpts]
+        return cls(paths, models, list(next(iter(lists))), SpecSettings.from_mapping(ckpts[0]["spec_settings"]),
+                   device, [r for r in dict.fromkeys(runs) if r])
+
+    @property
+    def codes(self) -> list[str]:
+        return [c for _, c in self.classes]
+
+    @torch.inference_mode()
+    def scores(self, specs: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(n, height, width) uint8 spectrograms -> (n, classes) mean sigmoid score of the models."""
+        out = []
+        for start in range(0, len(specs), batch_size):
+            x = torch.from_numpy(specs[start : start + batch_size]).to(self.device).float().div_(255)[:, None]
+            x = x.contiguous(memory_format=torch.channels_last)
+            out.append(torch.stack([torch.sigmoid(m(x).float()) for m in self.models]).mean(0).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+
+def calibrate(scores: np.ndarray, a: float = 1.0, b: float = 0.0) -> np.ndarray:
+    """Platt scaling of scores in (0, 1): sigmoid(a * logit(s) + b); a=1, b=0 changes nothing."""
+    if a == 1.0 and b == 0.0:
+        return scores
+    s = np.clip(scores.astype(np.float64), 1e-7, 1 - 1e-7)
+    return (1 / (1 + np.exp(-(a * np.log(s / (1 - s)) + b)))).astype(np.float32)
+
+
+def segment_settings(settings: SpecSettings, overlap: float) -> SpecSettings:
+    if not 0 <= overlap < settings.segment_len:
+        raise ValueError(f"overlap must be in [0, {settings.segment_len}) seconds, got {overlap}")
+    return SpecSettings(**{**settings.to_dict(), "offset": settings.segment_len - overlap})
+
+
+def file_segments(path: str, settings: SpecSettings) -> dict[str, Any]:
+    """Worker: uint8 spectrograms of one recording at ``settings.offset`` steps (end zero-padded)."""
+    try:
+        info, blocks = iter_mono(path, settings.sample_rate, settings.block_seconds, settings.check_seconds)
+        seen = 0
+
+        def padded() -> Iterator[np.ndarray]:
+            nonlocal seen
+            for b in blocks:
+                seen += len(b)
+                yield b
+            dur = seen / settings.sample_rate
+            step, seg = settings.offset, settings.segment_len
+            n = 1 if dur <= seg else math.ceil((dur - seg) / step - 0.05) + 1
+            missing = int(round(((n - 1) * step + seg) * settings.sample_rate)) - seen
+            if missing > 0:
+                yield np.zeros(missing, np.float32)
+
+        offsets, specs = [], []
+        for offset, spec in SpectrogramMaker(settings).segments(padded()):
+            offsets.append(offset)
+            specs.append(np.round(spec * 255).astype(np.uint8))
+        if seen == 0:
+            return {"path": path, "error": "no audio samples (empty or corrupt file)"}
+        return {"path": path, "offsets": np.array(offsets), "specs": np.stack(specs),
+                "seconds": seen / settings.sample_rate}
+    except AudioError as e:
+        return {"path": path, "error": e.reason}
+    except Exception as e:  # one bad recording never stops the run
+        return {"path": path, "error": f"{type(e).__name__}: {e}"}
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def iter_segments(files: list[Path], settings: SpecSettings, workers: int) -> Iterator[dict[str, Any]]:
+    """Spectrograms of each file, in order, computed ahead in ``workers`` processes (0: in this one)."""
+    if workers <= 0 or len(files) <= 1:
+        for f in files:
+            yield file_segments(str(f), settings)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+        pending = [pool.submit(file_segments, str(f), settings) for f in files[: workers + 1]]
+        nxt = len(pending)
+        while pending:
+            res = pending.pop(0).result()
+            if nxt < len(files):
+                pending.append(pool.submit(file_segments, str(files[nxt]), settings))
+                nxt += 1
+            yield res
+
+
+def find_recordings(source: str | Path) -> list[Path]:
+    """A recording, or every audio file under a folder (recursively), sorted."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: no such recording or folder")
+    return sorted(p for p in source.rglob("*") if p.is_file() and is_audio_file(p))
+
+
+@dataclass
+class FileScores:
+    path: Path
+    offsets: np.ndarray
+    scores: np.ndarray  # (segments, classes), calibrated
+    seconds: float
+
+
+@dataclass
+class ScoreRun:
+    files: list[FileScores] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(f.seconds for f in self.files)
+
+
+def score_files(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, calibration: tuple[float, float] = (1, 0),
+                batch_size: int = 64, workers: int | None = None, progress: Any = None) -> ScoreRun:
+    """Calibrated segment scores of every file; unreadable files are listed in ``skipped``."""
+    start = time.perf_counter()
+    settings = segment_settings(ensemble.settings, overlap)
+    workers = max(1, (os.cpu_count() or 2) - 1) if workers is None else workers
+    run = ScoreRun()
+    for res in iter_segments(files, settings, workers):
+        if "error" in res:
+            run.skipped.append((res["path"], res["error"]))
+            log.warning("skipped %s: %s", res["path"], res["error"])
+        else:
+            s = calibrate(ensemble.scores(res["specs"], batch_size), *calibration)
+            run.files.append(FileScores(Path(res["path"]), res["offsets"], s, res["seconds"]))
+        if progress is not None:
+            progress.update()
+    run.seconds = time.perf_counter() - start
+    return run
