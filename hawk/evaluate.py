@@ -100,9 +100,9 @@ def build_table(kind: str, rows: list[dict[str, str]], files: list[FileScores], 
                  np.concatenate(truth) if truth else np.zeros((0, k)))
 
 
-def _safe(fn, *args) -> float | None:
+def _safe(fn, *args, **kwargs) -> float | None:
     try:
-        v = float(fn(*args))
+        v = float(fn(*args, **kwargs))
         return None if math.isnan(v) else v
     except ValueError:
         return None

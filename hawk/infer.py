@@ -48,11 +48,14 @@ class Ensemble:
     @classmethod
     def load(cls, source: str | Path, device: str = "auto") -> "Ensemble":
         source = Path(source)
-        paths = sorted(source.glob("*.ckpt")) if source.is_dir() else [source]
+        paths = sorted(source.glob("*.ckpt")) if source.is_dir() else [source] if source.is_file() else []
         if not paths:
             raise EnsembleError(f"{source}: no checkpoints (*.ckpt); run the train stage first")
         device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        ckpts = [load_checkpoint(p) for p in paths]
+        try:
+            ckpts = [load_checkpoint(p) for p in paths]
+        except CheckpointError as e:
+            raise EnsembleError(str(e)) from e
         lists = {}
         for p, c in zip(paths, ckpts):
             lists.setdefault(tuple((k["name"], k["code"]) for k in c["classes"]), []).append(p.name)
