@@ -1,0 +1,89 @@
+"""test: metrics of the checkpoint ensemble on annotated test recordings (the seed's testers).
+
+Scores every 3 s segment once (no overlap, no threshold), matches it to the annotations per sound,
+per minute or per recording (from the annotation columns), and reports macro/micro average precision
+(PR-AUC), ROC-AUC, per-class AP, and precision and recall at test.threshold, for the annotated classes
+and for all trained classes. Writes metrics/test.json (`dvc exp show`), metrics/test_pr.csv
+(`dvc plots show`), PNG plots and per-class / per-recording CSVs under metrics/, and logs them all
+to the MLflow run(s) of the checkpoints under test.
+
+    python -m stages.test [test.annotations=my/annotations.csv test.recordings=my/recordings]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hawk.evaluate import (AnnotationError, build_table, compute_metrics, per_class, per_recording, plot_all,
+                           pr_points, read_annotations, threshold_curve, write_csv)
+from hawk.fsutil import atomic_open
+from hawk.infer import Ensemble, EnsembleError, find_recordings, score_files
+from hawk.progress import progress_bar
+from stages._cli import load_config, parser, tracking_path
+
+
+def main() -> None:
+    cfg = load_config(parser(__doc__).parse_args())
+    c = cfg.test
+    try:
+        ensemble = Ensemble.load(cfg.paths.ckpt, str(cfg.infer.device))
+        kind, rows = read_annotations(c.annotations)
+        files = find_recordings(c.recordings)
+    except (EnsembleError, AnnotationError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
+    with progress_bar(len(files), "test", bool(c.progress)) as bar:
+        run = score_files(files, ensemble, 0.0, (float(cfg.infer.calibration.a), float(cfg.infer.calibration.b)),
+                          int(cfg.infer.batch_size), cfg.infer.workers, bar)
+    codes = ensemble.codes
+    ignore = set(cfg.infer.ignore)
+    table = build_table(kind, rows, run.files, codes, ensemble.settings.segment_len, float(c.min_overlap))
+    annotated_codes = {r["species"] for r in rows} & set(codes)
+    trained = [k for k, (n, code) in enumerate(ensemble.classes) if code not in ignore and n not in ignore]
+    annotated = [k for k in trained if codes[k] in annotated_codes]
+    th = float(c.threshold)
+    metrics = {"kind": kind, "recordings": len(run.files), "skipped": len(run.skipped), "rows": len(table.recordings),
+               "annotated": compute_metrics(table.scores, table.truth, annotated, th),
+               "trained": compute_metrics(table.scores, table.truth, trained, th)}
+    out = Path(cfg.paths.metrics)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / "test.json", "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2)
+    pr_a = pr_points(table.scores[:, annotated], table.truth[:, annotated])
+    pr_t = pr_points(table.scores[:, trained], table.truth[:, trained])
+    write_csv(out / "test_pr.csv", pr_a)
+    classes_rows = per_class(table.scores, table.truth, ensemble.classes, annotated_codes, th)
+    write_csv(out / "test_per_class.csv", [r for r in classes_rows if r["code"] not in ignore])
+    write_csv(out / "test_per_recording.csv", per_recording(table, trained, codes, th))
+    thresholds = threshold_curve(table.scores[:, annotated], table.truth[:, annotated])
+    pngs = plot_all(out, pr_a, pr_t, [r for r in classes_rows if r["code"] not in ignore], thresholds)
+    _log_to_mlflow(tracking_path(cfg.tracking.mlflow_uri), ensemble.mlflow_run_ids, metrics,
+                   [out / "test.json", out / "test_pr.csv", out / "test_per_class.csv", out / "test_per_recording.csv",
+                    *pngs])
+    a = metrics["annotated"]
+    print(f"test ({kind}, {len(run.files)} recordings, {len(run.skipped)} skipped): annotated classes macro AP "
+          f"{a['macro_ap']}, micro AP {a['micro_ap']}, ROC-AUC {a['macro_roc_auc']}; precision {a['precision']}, "
+          f"recall {a['recall']} at {th}")
+
+
+def _log_to_mlflow(uri: str, run_ids: list[str], metrics: dict, files: list[Path]) -> None:
+    if not run_ids:
+        return
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    for run_id in run_ids:
+        try:
+            client.get_run(run_id)
+        except Exception:  # a checkpoint from another project's store: nothing to attach to
+            continue
+        for group in ("annotated", "trained"):
+            for k, v in metrics[group].items():
+                if isinstance(v, float):
+                    client.log_metric(run_id, f"test_{group}_{k}", v)
+        for f in files:
+            client.log_artifact(run_id, str(f), "test")
+
+
+if __name__ == "__main__":
+    main()

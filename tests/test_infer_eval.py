@@ -1,0 +1,117 @@
+"""Inference and testing: ensembles and their class-list checks, label formats, calibration, bad and empty
+files, and a tester that gives AP 1.0 on perfect scores and chance on shuffled ones."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from hawk.ckpt import save_checkpoint
+from hawk.download.demo import make_soundscapes, synth_recording, write_audio, write_annotations
+from hawk.evaluate import build_table, compute_metrics, read_annotations
+from hawk.infer import Ensemble, EnsembleError, FileScores, calibrate, find_recordings, score_files
+from hawk.labels import Label, make_labels, read_audacity, read_raven, write_audacity, write_raven
+from hawk.models import create_model
+from hawk.spectrogram import SpecSettings
+
+CLASSES = [("Rising Whistler", "RIWH"), ("Falling Chirper", "FACH"), ("Noise", "Noise")]
+
+
+def ckpt(path, classes=CLASSES, seed=0):
+    torch.manual_seed(seed)
+    return save_checkpoint(path, "custom_hgnet_1", create_model("custom_hgnet_1", len(classes)), classes,
+                           SpecSettings().to_dict())
+
+
+@pytest.fixture(scope="module")
+def ensemble_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    ckpt(d / "a.ckpt", seed=1)
+    ckpt(d / "b.ckpt", seed=2)
+    return d
+
+
+def test_ensemble_averages_its_models(ensemble_dir):
+    ens = Ensemble.load(ensemble_dir, "cpu")
+    x = np.random.default_rng(0).integers(0, 255, (5, 192, 384), dtype=np.uint8)
+    singles = [Ensemble.load(ensemble_dir / n, "cpu").scores(x) for n in ("a.ckpt", "b.ckpt")]
+    assert np.allclose(ens.scores(x), (singles[0] + singles[1]) / 2, atol=1e-6)
+    assert ens.codes == ["RIWH", "FACH", "Noise"]
+
+
+def test_ensembles_refuse_mixed_class_lists(ensemble_dir, tmp_path):
+    for p in ensemble_dir.iterdir():
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    ckpt(tmp_path / "c.ckpt", [("Rising Whistler", "RIWH"), ("Noise", "Noise")])
+    with pytest.raises(EnsembleError, match="c.ckpt.*different class lists|different class lists.*c.ckpt"):
+        Ensemble.load(tmp_path, "cpu")
+    with pytest.raises(EnsembleError, match="no checkpoints"):
+        Ensemble.load(tmp_path / "empty", "cpu")
+
+
+def test_scoring_survives_bad_and_empty_files(ensemble_dir, tmp_path):
+    write_audio(tmp_path / "good.flac", synth_recording("whistle", 0, 7.0, 32000), 32000)
+    write_audio(tmp_path / "short.wav", synth_recording("chirp", 0, 1.0, 32000), 32000)
+    (tmp_path / "bad.mp3").write_text("not audio")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    sf.write(tmp_path / "header_only.wav", np.zeros(0, "float32"), 16000)
+    (tmp_path / "sub").mkdir()
+    write_audio(tmp_path / "sub" / "deep.ogg", synth_recording("chirp", 1, 4.0, 48000), 48000)
+    files = find_recordings(tmp_path)
+    run = score_files(files, Ensemble.load(ensemble_dir, "cpu"), overlap=1.5, workers=1)
+    scored = {f.path.name: f for f in run.files}
+    assert set(scored) == {"good.flac", "short.wav", "deep.ogg"}
+    assert {p.rsplit("/", 1)[-1] for p, _ in run.skipped} == {"bad.mp3", "empty.wav", "header_only.wav"}
+    assert scored["good.flac"].offsets.tolist() == [0.0, 1.5, 3.0, 4.5]  # the 7 s end is padded into a segment
+    assert scored["short.wav"].offsets.tolist() == [0.0]
+
+
+def test_labels_merge_ignore_and_round_trip(tmp_path):
+    offsets = np.array([0.0, 1.5, 3.0, 4.5, 6.0])
+    scores = np.array([[0.9, 0.1, 0.95], [0.85, 0.2, 0.9], [0.1, 0.1, 0.9], [0.95, 0.81, 0.9], [0.2, 0.3, 0.9]])
+    labels = make_labels(offsets, scores, CLASSES, 3.0, min_score=0.8, merge=True, duration=7.2)
+    assert [(lb.code, lb.start, lb.end, lb.score) for lb in labels] == [
+        ("RIWH", 0.0, 7.2, 0.95), ("FACH", 4.5, 7.2, 0.81)]  # touching RIWH labels merge; end clipped
+    unmerged = make_labels(offsets, scores, CLASSES, 3.0, min_score=0.8, merge=False)
+    assert len(unmerged) == 4 and all(lb.code != "Noise" for lb in unmerged)
+    write_audacity(tmp_path / "x_hawk.txt", labels)
+    assert read_audacity(tmp_path / "x_hawk.txt") == [(lb.start, lb.end, lb.code, round(lb.score, 3)) for lb in labels]
+    assert (tmp_path / "x_hawk.txt").read_text().splitlines()[0] == "0.00\t7.20\tRIWH;0.950"
+    write_raven(tmp_path / "x.selections.txt", labels, 200, 13000)
+    rows = read_raven(tmp_path / "x.selections.txt")
+    assert [(float(r["Begin Time (s)"]), r["Species Code"], r["Common Name"]) for r in rows] == [
+        (lb.start, lb.code, lb.name) for lb in labels]
+
+
+def test_platt_calibration():
+    s = np.array([0.1, 0.5, 0.9], np.float32)
+    assert np.array_equal(calibrate(s), s)
+    assert np.allclose(calibrate(s, 2.0, 0.0), [1 / (1 + 81), 0.5, 81 / 82], atol=1e-6)
+    assert calibrate(s, 1.0, 1.0)[1] == pytest.approx(1 / (1 + np.exp(-1)))
+
+
+def test_tester_perfect_and_shuffled_scores(tmp_path):
+    calls = {"RIWH": "whistle", "FACH": "chirp"}
+    ann = make_soundscapes(tmp_path, calls, 6, seed=3, seconds=60.0)
+    write_annotations(tmp_path / "annotations.csv", ann)
+    kind, rows = read_annotations(tmp_path / "annotations.csv")
+    assert kind == "per_sound"
+    codes = ["RIWH", "FACH", "Noise"]
+    files = [FileScores(p, np.arange(0, 57.01, 3.0), np.zeros((20, 3), np.float32), 60.0)
+             for p in sorted(tmp_path.glob("*.flac"))]
+    truth = build_table(kind, rows, files, codes, 3.0).truth
+    for f, k in zip(files, range(len(files))):
+        f.scores = truth[k * 20 : (k + 1) * 20].copy()  # perfect scores
+    perfect = build_table(kind, rows, files, codes, 3.0)
+    m = compute_metrics(perfect.scores, perfect.truth, [0, 1], 0.5)
+    assert m["macro_ap"] == 1.0 and m["micro_ap"] == 1.0 and m["precision"] == 1.0 and m["recall"] == 1.0
+    rng = np.random.default_rng(0)
+    aps = []
+    for _ in range(20):
+        shuffled = rng.random(perfect.truth.shape)
+        aps.append(compute_metrics(shuffled, perfect.truth, [0, 1], 0.5)["micro_ap"])
+    prevalence = perfect.truth[:, :2].mean()
+    assert abs(np.mean(aps) - prevalence) < 0.08  # chance level
+    per_rec = build_table("per_recording", [{"recording": r["recording"], "species": r["species"]} for r in rows],
+                          files, codes, 3.0)
+    assert per_rec.truth.shape == (6, 3) and per_rec.scores.max() == 1.0
