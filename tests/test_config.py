@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from hawk.classes import parse_classes
 from hawk.download.run import DownloadOptions
 from hawk.spectrogram import SpecSettings
+from hawk.training.run import TrainSettings
 from tests.conftest import ROOT
 
 
@@ -32,10 +33,16 @@ def test_composed_config_is_valid():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         example = OmegaConf.to_container(compose(config_name="config", overrides=["classes=example"]), resolve=True)
     assert "FROG-LEOP" in [c.code for c in parse_classes(example["classes"])]
+    for preset, key, value in (("train_all", "val_portion", 0), ("transfer_learning", "freeze_backbone", True),
+                               ("search", "model_name", "custom_hgnet_1")):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+            cfg = OmegaConf.to_container(compose(config_name="config", overrides=[f"experiment={preset}"]))
+        assert cfg["train"][key] == value, preset
+        TrainSettings.from_mapping(cfg["train"])
 
 
 @pytest.mark.parametrize("stage", ["download", "extract", "plot", "testset", "classes", "compose", "embed", "dedup", "search",
-                                   "select", "trainset", "curate", "reextract"])
+                                   "select", "trainset", "curate", "reextract", "pickle", "train", "infer", "test"])
 def test_entry_points_have_help(stage):
     out = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "usage:" in out.stdout and len(out.stdout) > 200

@@ -1,5 +1,6 @@
 """The pipeline under real DVC, in a temporary git repository holding a copy of the project."""
 
+import json
 import os
 import re
 import shutil
@@ -73,7 +74,12 @@ def test_fresh_repro_builds_every_class_then_does_nothing(repo):
         per_class = dict(db.execute("SELECT c.Code, COUNT(*) FROM Spectrogram s JOIN Recording r ON r.ID = "
                                     "s.RecordingID JOIN Subcategory c ON c.ID = r.SubcategoryID GROUP BY c.Code"))
     assert set(per_class) == set(codes) and min(per_class.values()) > 3  # the demo needs no hand work
-    assert (repo / "data" / "test" / "annotations.csv").exists()
+    assert {"pickle", "train", "infer", "test"} <= ran(out)
+    test_metrics = json.loads((repo / "metrics" / "test.json").read_text())
+    assert test_metrics["kind"] == "per_sound" and test_metrics["annotated"]["macro_ap"] is not None
+    assert list((repo / "data" / "labels").glob("*_hawk.txt")) and (repo / "data" / "labels" / "labels.csv").exists()
+    shown = sh(repo, "dvc", "exp", "show", "--csv")
+    assert "annotated.macro_ap" in shown and "val_macro_ap" in shown
     assert (repo / "data" / "classes.txt").read_text().endswith("Falling Chirper,FACH\nNoise,Noise\n")
     assert ran(sh(repo, "dvc", "repro")) == set()
     sh(repo, "git", "add", "-A")
