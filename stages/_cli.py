@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -53,16 +54,11 @@ def class_stage(doc: str | None) -> tuple[DictConfig, ClassSpec]:
     return cfg, get_class(OmegaConf.to_container(cfg.classes, resolve=True), args.code)
 
 
-def main_project(cwd: Path | None = None) -> Path:
-    """The project a stage belongs to. Queued and temp DVC experiments run in a copy under
-    ``<project>/.dvc/tmp/exps/``; tracking stores (MLflow, TensorBoard) belong to the project itself,
+def main_project() -> Path:
+    """The project a stage belongs to. DVC runs queued and temp experiments in a copy of the project and
+    names the original in ``DVC_ROOT``; tracking stores (MLflow, TensorBoard) belong to the original,
     so every experiment lands in the one ``mlflow ui``."""
-    cwd = (cwd or Path.cwd()).resolve()
-    parts = cwd.parts
-    for i in range(len(parts) - 3):
-        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
-            return Path(*parts[:i])
-    return cwd
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
 def tracking_path(value: str) -> str:
