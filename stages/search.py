@@ -38,6 +38,18 @@ def _queries(raw: list, rec_dir: Path, code: str) -> list[Query]:
     return out
 
 
+def make_curation_folder(folder: Path, code: str) -> None:
+    """Create the class's curation folder once, with a note, so it exists for select and for git (which
+    keeps no empty folders, and queued experiments see only what git has). Never touched again."""
+    if folder.exists():
+        return
+    folder.mkdir(parents=True)
+    (folder / "README.txt").write_text(
+        f"Curation folder of {code}: the spectrogram images kept for training.\n"
+        f"Fill it with `python -m stages.curate --code {code}` (or copy images here), delete the bad ones,\n"
+        "then `dvc repro`. dvc never writes here again; commit this folder to git.\n", encoding="utf-8")
+
+
 def main() -> None:
     start = time.perf_counter()
     p = parser(__doc__)
@@ -81,7 +93,7 @@ def main() -> None:
     matches = search(queries, index, emb, {c: db_root / f"{c}.db" for c in scope}, {c: rec_root / c for c in scope},
                      spec_settings(cfg), out, float(cfg.search.dist), int(cfg.search.num))
     if args.code and not by_hand:
-        (Path(cfg.paths.curation) / args.code).mkdir(parents=True, exist_ok=True)
+        make_curation_folder(Path(cfg.paths.curation) / args.code, args.code)
     print(f"search: {len(queries)} queries over {len(index)} embeddings -> {len(matches)} images in {out} "
           f"({time.perf_counter() - start:.1f} s); open {out / 'index.html'} to look and listen")
 
