@@ -1,7 +1,7 @@
 """Inference (the seed's analyze.py): an ensemble of checkpoints scores every segment of every recording.
 
-Recordings are decoded and turned into spectrograms in worker processes while the main process runs
-the models, so decoding and the network overlap. Segments start every ``segment_len - overlap``
+Recordings are decoded and turned into spectrograms in a background thread while the models run, so
+decoding and the network overlap. Segments start every ``segment_len - overlap``
 seconds (HawkEars: 3 s segments, 1.5 s overlap); the last partial segment is zero-padded so the end of
 a recording is heard too. Scores are the mean of the models' sigmoid outputs, then Platt-calibrated:
 ``sigmoid(a * logit(score) + b)``, the same numpy function wherever scores are produced.
@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
-import os
+import queue
+import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -145,25 +144,37 @@ def file_segments(path: str, settings: SpecSettings) -> dict[str, Any]:
         return {"path": path, "error": f"{type(e).__name__}: {e}"}
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-
-
-def iter_segments(files: list[Path], settings: SpecSettings, workers: int) -> Iterator[dict[str, Any]]:
-    """Spectrograms of each file, in order, computed ahead in ``workers`` processes (0: in this one)."""
-    if workers <= 0 or len(files) <= 1:
+def iter_segments(files: list[Path], settings: SpecSettings, prefetch: int = 1) -> Iterator[dict[str, Any]]:
+    """Spectrograms of each file, in order. With ``prefetch`` > 0 a background thread decodes and
+    transforms up to that many files ahead while the caller runs the model (decoding, resampling, the
+    STFT and the network all release the GIL; a thread starts instantly where a process would import
+    torch again)."""
+    if prefetch <= 0:
         for f in files:
             yield file_segments(str(f), settings)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
-        pending = [pool.submit(file_segments, str(f), settings) for f in files[: workers + 1]]
-        nxt = len(pending)
-        while pending:
-            res = pending.pop(0).result()
-            if nxt < len(files):
-                pending.append(pool.submit(file_segments, str(files[nxt]), settings))
-                nxt += 1
+    q: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def produce() -> None:
+        for f in files:
+            if stop.is_set():
+                return
+            q.put(file_segments(str(f), settings))
+        q.put(None)
+
+    worker = threading.Thread(target=produce, name="hawk-decode", daemon=True)
+    worker.start()
+    try:
+        while (res := q.get()) is not None:
             yield res
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
 
 
 def find_recordings(source: str | Path) -> list[Path]:
@@ -196,13 +207,12 @@ class ScoreRun:
 
 
 def score_files(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, calibration: tuple[float, float] = (1, 0),
-                batch_size: int = 64, workers: int | None = None, progress: Any = None) -> ScoreRun:
+                batch_size: int = 64, prefetch: int = 1, progress: Any = None) -> ScoreRun:
     """Calibrated segment scores of every file; unreadable files are listed in ``skipped``."""
     start = time.perf_counter()
     settings = segment_settings(ensemble.settings, overlap)
-    workers = max(1, (os.cpu_count() or 2) - 1) if workers is None else workers
     run = ScoreRun()
-    for res in iter_segments(files, settings, workers):
+    for res in iter_segments(files, settings, prefetch):
         if "error" in res:
             run.skipped.append((res["path"], res["error"]))
             log.warning("skipped %s: %s", res["path"], res["error"])

@@ -37,7 +37,7 @@ def main() -> None:
     root = Path(c.input) if Path(c.input).is_dir() else Path(c.input).parent
     with progress_bar(len(files), "infer", bool(c.progress)) as bar:
         run = score_files(files, ensemble, float(c.overlap), (float(c.calibration.a), float(c.calibration.b)),
-                          int(c.batch_size), c.workers, bar)
+                          int(c.batch_size), int(c.prefetch), bar)
     rows = []
     per_class: dict[str, int] = {}
     s = ensemble.settings

@@ -34,7 +34,7 @@ def main() -> None:
         raise SystemExit(f"error: {e}") from None
     with progress_bar(len(files), "test", bool(c.progress)) as bar:
         run = score_files(files, ensemble, 0.0, (float(cfg.infer.calibration.a), float(cfg.infer.calibration.b)),
-                          int(cfg.infer.batch_size), cfg.infer.workers, bar)
+                          int(cfg.infer.batch_size), int(cfg.infer.prefetch), bar)
     codes = ensemble.codes
     ignore = set(cfg.infer.ignore)
     table = build_table(kind, rows, run.files, codes, ensemble.settings.segment_len, float(c.min_overlap))

@@ -58,7 +58,7 @@ def test_scoring_survives_bad_and_empty_files(ensemble_dir, tmp_path):
     (tmp_path / "sub").mkdir()
     write_audio(tmp_path / "sub" / "deep.ogg", synth_recording("chirp", 1, 4.0, 48000), 48000)
     files = find_recordings(tmp_path)
-    run = score_files(files, Ensemble.load(ensemble_dir, "cpu"), overlap=1.5, workers=1)
+    run = score_files(files, Ensemble.load(ensemble_dir, "cpu"), overlap=1.5)
     scored = {f.path.name: f for f in run.files}
     assert set(scored) == {"good.flac", "short.wav", "deep.ogg"}
     assert {p.rsplit("/", 1)[-1] for p, _ in run.skipped} == {"bad.mp3", "empty.wav", "header_only.wav"}
