@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from hawk.settings import from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +46,7 @@ class AugmentSettings:
 
     @classmethod
     def from_mapping(cls, cfg: Any) -> "AugmentSettings":
-        data = dict(cfg)
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown augmentation setting(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+        return from_mapping(cls, cfg, "augmentation")
 
 
 class Augmenter:

@@ -184,6 +184,15 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             w.writerows(rows)
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_all(out_dir: Path, pr_annotated: list[dict], pr_trained: list[dict], classes_rows: list[dict],
              thresholds: list[dict]) -> list[Path]:
     """PR curves, per-class AP bars, precision/recall per threshold, as PNGs."""
@@ -200,27 +209,18 @@ def plot_all(out_dir: Path, pr_annotated: list[dict], pr_trained: list[dict], cl
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="precision-recall (micro)")
     ax.grid(alpha=0.3)
     ax.legend()
-    paths.append(out_dir / "test_pr_curve.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir / "test_pr_curve.png"))
     rows = [r for r in classes_rows if r["ap"] is not None]
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(rows) + 1.5), 3.6))
     ax.bar([r["code"] for r in rows], [r["ap"] for r in rows], color="tab:blue")
     ax.set(ylabel="average precision", ylim=(0, 1.02), title="AP per class")
     ax.tick_params(axis="x", rotation=45)
-    paths.append(out_dir / "test_ap_per_class.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir / "test_ap_per_class.png"))
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.plot([t["threshold"] for t in thresholds], [t["precision"] for t in thresholds], "-o", label="precision")
     ax.plot([t["threshold"] for t in thresholds], [t["recall"] for t in thresholds], "-s", label="recall")
     ax.set(xlabel="score threshold", ylim=(0, 1.02), title="precision and recall per threshold")
     ax.grid(alpha=0.3)
     ax.legend()
-    paths.append(out_dir / "test_threshold.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir / "test_threshold.png"))
     return paths

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torchaudio.functional as AF
+
+from hawk.settings import from_mapping
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,7 @@ class SpecSettings:
     @classmethod
     def from_mapping(cls, cfg: Any) -> "SpecSettings":
         """Build from a config mapping, refusing unknown keys so typos do not pass silently."""
-        data = dict(cfg)
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown audio setting(s): {', '.join(sorted(unknown))}")
-        s = cls(**data)
+        s = from_mapping(cls, cfg, "audio")
         if s.win_length > s.n_fft:
             raise ValueError(f"audio.win_length ({s.win_length}) exceeds audio.n_fft ({s.n_fft})")
         if not 0 <= s.min_freq < s.max_freq <= s.sample_rate / 2:

@@ -10,7 +10,7 @@ from hawk.ckpt import save_checkpoint
 from hawk.download.demo import make_soundscapes, synth_recording, write_audio, write_annotations
 from hawk.evaluate import build_table, compute_metrics, read_annotations
 from hawk.infer import Ensemble, EnsembleError, FileScores, calibrate, find_recordings, score_files
-from hawk.labels import Label, make_labels, read_audacity, read_raven, write_audacity, write_raven
+from hawk.labels import make_labels, read_audacity, read_raven, write_audacity, write_raven
 from hawk.models import create_model
 from hawk.spectrogram import SpecSettings
 

@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from hawk.augment import AugmentSettings, Augmenter
 from hawk.ckpt import class_codes, load_checkpoint, model_from_checkpoint, save_checkpoint
 from hawk.fsutil import atomic_open
 from hawk.models import count_parameters, create_model
+from hawk.settings import from_mapping
 from hawk.specset import SpecSet
 from hawk.training.data import SpecDataset, make_splits
 from hawk.training.module import Classifier, class_weights
@@ -54,11 +55,8 @@ class TrainSettings:
     @classmethod
     def from_mapping(cls, cfg: dict[str, Any]) -> "TrainSettings":
         data = dict(cfg)
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown train setting(s): {', '.join(sorted(unknown))}")
         data["augment"] = AugmentSettings.from_mapping(data.get("augment") or {})
-        return cls(**data)
+        return from_mapping(cls, data, "train")
 
 
 @dataclass(frozen=True)

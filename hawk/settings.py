@@ -1,0 +1,17 @@
+"""Settings dataclasses built from config mappings, refusing unknown keys so typos never pass silently."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def from_mapping(cls: type[T], cfg: Any, what: str) -> T:
+    """``cls(**cfg)``, or a ValueError naming the unknown keys (``what`` says which settings)."""
+    data = dict(cfg)
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
+    return cls(**data)
