@@ -115,3 +115,6 @@ def test_tester_perfect_and_shuffled_scores(tmp_path):
     per_rec = build_table("per_recording", [{"recording": r["recording"], "species": r["species"]} for r in rows],
                           files, codes, 3.0)
     assert per_rec.truth.shape == (6, 3) and per_rec.scores.max() == 1.0
+    per_min = build_table("per_minute", [{"recording": r["recording"], "minute": "0", "species": r["species"]}
+                                         for r in rows], files, codes, 3.0)
+    assert per_min.truth.shape == (6, 3) and np.array_equal(per_min.truth, per_rec.truth)  # one-minute files

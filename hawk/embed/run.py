@@ -54,41 +54,42 @@ def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, ou
     pending_ids: list[int] = []
     pending: list[np.ndarray] = []
 
-    def flush() -> None:
-        if pending:
-            vecs.append(normalise(embedder.embed(np.stack(pending))))
-            ids.extend(pending_ids)
-            result.embedded += len(pending)
-            pending.clear()
-            pending_ids.clear()
+    with progress_bar(sum(len(g) for _, g in groups), f"embed {code}", show_progress, unit="spec") as bar:
 
-    with progress_bar(sum(len(g) for _, g in groups), f"embed {code}", show_progress) as bar:
-        bar.unit = "spec"
+        def flush() -> None:
+            if pending:
+                vecs.append(normalise(embedder.embed(np.stack(pending))))
+                ids.extend(pending_ids)
+                result.embedded += len(pending)
+                bar.update(len(pending))
+                pending.clear()
+                pending_ids.clear()
+
         for filename, group in groups:
             reuse = [r for r in group if r.id in old]
             if reuse:
                 ids.extend(r.id for r in reuse)
                 vecs.append(np.stack([old[r.id] for r in reuse]))
                 result.reused += len(reuse)
+                bar.update(len(reuse))
             todo = [r for r in group if r.id not in old]
             try:
                 if not todo:
-                    inputs = np.zeros((0,))
-                elif embedder.kind == "audio":
+                    continue
+                if embedder.kind == "audio":
                     inputs = embedder.inputs_at(Path(rec_dir) / filename, [r.offset for r in todo])
                 else:
                     inputs = np.stack([decode(r.value, height, width) for r in todo])
             except (AudioError, OSError, ValueError) as e:
                 result.skipped.append((filename, str(e)))
                 log.warning("skipped %s: %s", filename, e)
-                bar.update(len(group))
+                bar.update(len(todo))
                 continue
             for r, x in zip(todo, inputs):
                 pending_ids.append(r.id)
                 pending.append(x)
                 if len(pending) >= batch_size:
                     flush()
-            bar.update(len(group))
         flush()
     vectors = np.concatenate(vecs) if vecs else np.zeros((0, embedder.dim), np.float32)
     save_embeddings(out_path, Embeddings(np.array(ids, np.int64), vectors, {**embedder.identity(), "code": code}))
