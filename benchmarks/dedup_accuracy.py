@@ -3,7 +3,10 @@ exact copies and an exact triple, re-encodes (mp3, ogg, m4a), resampled copies, 
 trimmed at the start, the end and both, a trimmed+resampled+re-encoded copy, a copy filed under another
 class; the originals are synthetic recordings of two call types, so near-misses abound.
 
-    python benchmarks/dedup_accuracy.py [--originals 20]
+    python benchmarks/dedup_accuracy.py [--originals 20] [--scale 1000]
+
+--scale N also times the comparison step alone on N random fingerprints of 10-120 s recordings (every
+pair within the trim window is compared, so time grows with the square of recordings of similar length).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hawk.dedup import FingerprintSettings, find_duplicates, load_recordings  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hawk.dedup import FingerprintSettings, Recording, find_duplicates, load_recordings  # noqa: E402
 from hawk.extract import extract_class  # noqa: E402
 from hawk.spectrogram import SpecSettings  # noqa: E402
 from tests.dedup_fixture import CALLS, pairs, plant  # noqa: E402
@@ -25,6 +30,7 @@ from tests.dedup_fixture import CALLS, pairs, plant  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--originals", type=int, default=20, help="original recordings per class")
+    p.add_argument("--scale", type=int, default=0, help="also time comparing this many random recordings")
     args = p.parse_args()
     s = SpecSettings()
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,6 +56,15 @@ def main() -> None:
     for d in dups:
         print(f"  {d.kept.code}/{d.kept.filename} <- {d.duplicate.code}/{d.duplicate.filename}  "
               f"d={d.distance:.3f}  {d.reason}")
+    if args.scale:
+        fps = s.sample_rate / s.hop_length / 4
+        rng = np.random.default_rng(0)
+        recs = [Recording("X", f"r{i}", rng.standard_normal((int(rng.uniform(10, 120) * fps), 24)).astype(np.float32),
+                          44100, f"{i}") for i in range(args.scale)]
+        t = time.perf_counter()
+        found = find_duplicates(recs, fps, show_progress=False)
+        print(f"compare {args.scale} recordings of 10-120 s: {time.perf_counter() - t:.1f} s "
+              f"({len(found)} false duplicates)")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.fft as sfft
 
 from hawk.db import SpecDB, SpecRow
 from hawk.fsutil import atomic_open
@@ -82,9 +83,9 @@ def similarity(a: np.ndarray, b: np.ndarray, max_shift: int, min_overlap: float)
     """
     ta, tb = len(a), len(b)
     n = 1 << (ta + tb - 1).bit_length()
-    fa = np.fft.rfft(a, n, axis=0)
-    fb = np.fft.rfft(b[::-1], n, axis=0)
-    full = np.fft.irfft((fa * fb).sum(axis=1), n)[: ta + tb - 1]
+    fa = sfft.rfft(a, n, axis=0)  # scipy keeps float32: 3x numpy's float64 FFT here
+    fb = sfft.rfft(b[::-1], n, axis=0)
+    full = sfft.irfft((fa * fb).sum(axis=1), n)[: ta + tb - 1].astype(np.float64)
     lags = np.arange(ta + tb - 1) - (tb - 1)
     a_lo, a_hi = np.maximum(0, lags), np.minimum(ta, lags + tb)
     overlap = a_hi - a_lo
