@@ -19,9 +19,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from hawk.audio import AudioError
 from hawk.classes import ClassSpec
 from hawk.db import SpecDB
 from hawk.dedup import read_exclude
+from hawk.embed import EmbedderError
 from hawk.search import Query, ids_in_training, load_index, search
 from stages._cli import class_list, embedder, load_config, parser, spec_settings
 
@@ -86,12 +88,19 @@ def main() -> None:
             leave_out[code] = set(db.spectrogram_ids(files))
         if args.omit:
             leave_out[code] |= ids_in_training(db_root / f"{code}.db", Path(cfg.paths.train_db), code)
-    index = load_index({c: Path(cfg.paths.embeddings) / f"{c}.npz" for c in scope}, leave_out)
+    try:
+        index = load_index({c: Path(cfg.paths.embeddings) / f"{c}.npz" for c in scope}, leave_out)
+    except EmbedderError as e:
+        raise SystemExit(f"error: {e}") from None
     name = args.code if (args.code and not by_hand and not args.all) else "_manual"
     out = Path(args.out or Path(cfg.paths.search) / name)
     emb = embedder(cfg) if queries else None  # no queries: write an empty result without loading a model
-    matches = search(queries, index, emb, {c: db_root / f"{c}.db" for c in scope}, {c: rec_root / c for c in scope},
-                     spec_settings(cfg), out, float(cfg.search.dist), int(cfg.search.num))
+    try:
+        matches = search(queries, index, emb, {c: db_root / f"{c}.db" for c in scope},
+                         {c: rec_root / c for c in scope}, spec_settings(cfg), out, float(cfg.search.dist),
+                         int(cfg.search.num))
+    except (EmbedderError, AudioError, ValueError) as e:  # a missing or unreadable query names itself
+        raise SystemExit(f"error: {e}") from None
     if args.code and not by_hand:
         make_curation_folder(Path(cfg.paths.curation) / args.code, args.code)
     print(f"search: {len(queries)} queries over {len(index)} embeddings -> {len(matches)} images in {out} "
