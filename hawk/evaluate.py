@@ -224,3 +224,16 @@ def plot_all(out_dir: Path, pr_annotated: list[dict], pr_trained: list[dict], cl
     ax.legend()
     paths.append(_save(fig, out_dir / "test_threshold.png"))
     return paths
+
+
+def fit_platt(scores: np.ndarray, truth: np.ndarray) -> dict[str, float] | None:
+    """Platt parameters (a, b) that make ``sigmoid(a * logit(score) + b)`` match the annotations, for
+    ``infer.calibration``. Fit on data the model was not trained on; None without both outcomes."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = truth.ravel() > 0
+    if y.all() or not y.any():
+        return None
+    s = np.clip(scores.ravel().astype(np.float64), 1e-7, 1 - 1e-7)
+    lr = LogisticRegression(C=1e6).fit(np.log(s / (1 - s))[:, None], y)
+    return {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}

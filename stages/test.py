@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hawk.evaluate import (AnnotationError, build_table, compute_metrics, per_class, per_recording, plot_all,
+from hawk.evaluate import (AnnotationError, build_table, compute_metrics, fit_platt, per_class, per_recording, plot_all,
                            pr_points, read_annotations, threshold_curve, write_csv)
 from hawk.fsutil import atomic_open
 from hawk.infer import Ensemble, EnsembleError, find_recordings, score_files
@@ -44,7 +44,8 @@ def main() -> None:
     th = float(c.threshold)
     metrics = {"kind": kind, "recordings": len(run.files), "skipped": len(run.skipped), "rows": len(table.recordings),
                "annotated": compute_metrics(table.scores, table.truth, annotated, th),
-               "trained": compute_metrics(table.scores, table.truth, trained, th)}
+               "trained": compute_metrics(table.scores, table.truth, trained, th),
+               "platt": fit_platt(table.scores[:, trained], table.truth[:, trained])}  # for infer.calibration
     out = Path(cfg.paths.metrics)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(out / "test.json", "w", encoding="utf-8") as f:

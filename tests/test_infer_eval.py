@@ -8,7 +8,7 @@ import torch
 
 from hawk.ckpt import save_checkpoint
 from hawk.download.demo import make_soundscapes, synth_recording, write_audio, write_annotations
-from hawk.evaluate import build_table, compute_metrics, read_annotations
+from hawk.evaluate import build_table, compute_metrics, fit_platt, read_annotations
 from hawk.infer import Ensemble, EnsembleError, FileScores, calibrate, find_recordings, score_files
 from hawk.labels import make_labels, read_audacity, read_raven, write_audacity, write_raven
 from hawk.models import create_model
@@ -81,6 +81,16 @@ def test_labels_merge_ignore_and_round_trip(tmp_path):
     rows = read_raven(tmp_path / "x.selections.txt")
     assert [(float(r["Begin Time (s)"]), r["Species Code"], r["Common Name"]) for r in rows] == [
         (lb.start, lb.code, lb.name) for lb in labels]
+
+
+def test_platt_fit_recovers_a_known_miscalibration():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, 20000)
+    truth = rng.random(z.shape) < 1 / (1 + np.exp(-z))  # calibrated on z
+    scores = 1 / (1 + np.exp(-(2 * z - 1)))  # overconfident and shifted
+    fit = fit_platt(scores[:, None], truth[:, None].astype(float))
+    assert fit["a"] == pytest.approx(0.5, abs=0.05) and fit["b"] == pytest.approx(0.5, abs=0.1)
+    assert np.allclose(calibrate(scores.astype(np.float32), fit["a"], fit["b"]), 1 / (1 + np.exp(-z)), atol=0.05)
 
 
 def test_platt_calibration():
