@@ -49,9 +49,6 @@ class Picks:
     offsets: dict[str, list[float]] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
-    def count(self) -> int:
-        return sum(len(v) for v in self.offsets.values())
-
 
 def resolve(items: Iterable[tuple[str, str, float]], stored: dict[str, list[float]],
             exclude: set[str] = frozenset()) -> Picks:
@@ -152,6 +149,7 @@ def merge_dbs(parts: list[Path], out_db: Path) -> int:
     tmp.unlink(missing_ok=True)
     settings = None
     total = 0
+    today = time.strftime("%Y-%m-%d")
     with SpecDB(tmp) as out:
         for part in parts:
             with SpecDB(part) as db:
@@ -171,7 +169,7 @@ def merge_dbs(parts: list[Path], out_db: Path) -> int:
                         new = out.insert_recording(out.source_id(source), sub, fname, seconds or 0, prov[fname])
                         rows = db.conn.execute("SELECT Offset, Value FROM Spectrogram WHERE RecordingID = ? "
                                                "ORDER BY Offset", (rec_id,)).fetchall()
-                        total += out.insert_spectrograms(new, rows, time.strftime("%Y-%m-%d"))
+                        total += out.insert_spectrograms(new, rows, today)
     tmp.replace(out_db)
     return total
 

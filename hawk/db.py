@@ -200,10 +200,5 @@ class SpecDB:
         if group:
             yield group[0].filename, group
 
-    def sample_rates(self) -> dict[str, int | None]:
-        """FileName -> the recording's original sample rate (from Provenance)."""
-        return dict(self.conn.execute(
-            "SELECT r.FileName, p.SampleRate FROM Recording r LEFT JOIN Provenance p ON p.RecordingID = r.ID"))
-
     def count(self, table: str) -> int:
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]

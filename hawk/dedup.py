@@ -6,15 +6,14 @@ fingerprint from its stored spectrograms: log mel energy in a few bands, ~31 ms 
 level of every frame and the average colour of the recording removed, so gain, per-segment
 normalisation, bitrate and sample rate barely change it. Two recordings are compared at every time
 shift at once (an FFT cross-correlation), so a copy trimmed at either end still lines up.
-Distance = 1 - mean cosine similarity of aligned frames; copies score near 0, different recordings
-near 1. Files with identical bytes are exact copies. Nothing is deleted: the result is a report and a
-list of recordings for later stages to leave out.
+Distance = 1 - the correlation of the aligned parts (loud frames weigh most); copies score near 0,
+different recordings near 1. Files with identical bytes are exact copies. Nothing is deleted: the
+result is a report and a list of recordings for later stages to leave out.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from hawk.db import SpecDB, SpecRow
-from hawk.fsutil import atomic_open
+from hawk.fsutil import atomic_open, sha256_file
 from hawk.progress import progress_bar
 from hawk.spectrogram import decode
 
@@ -102,14 +101,6 @@ def similarity(a: np.ndarray, b: np.ndarray, max_shift: int, min_overlap: float)
     return float(score[k]), int(lags[k])
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_recordings(classes: list[tuple[str, Path, Path]], fs: FingerprintSettings,
                     show_progress: bool = True) -> list[Recording]:
     """Fingerprints of every recording of every (code, database, recordings folder)."""
@@ -117,13 +108,13 @@ def load_recordings(classes: list[tuple[str, Path, Path]], fs: FingerprintSettin
     for code, db_path, rec_dir in classes:
         with SpecDB(db_path) as db:
             spec = db.get_meta("spec_settings")
-            rates = db.sample_rates()
+            prov = db.provenance()
             groups = list(db.by_recording())
         with progress_bar(len(groups), f"fingerprint {code}", show_progress) as bar:
             for filename, rows in groups:
                 path = rec_dir / filename
-                sha = _sha256(path) if path.is_file() else ""
-                recs.append(Recording(code, filename, fingerprint(rows, spec, fs), rates.get(filename), sha))
+                sha = sha256_file(path) if path.is_file() else ""
+                recs.append(Recording(code, filename, fingerprint(rows, spec, fs), prov[filename]["sample_rate"], sha))
                 bar.update()
     return recs
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
+from hawk.fsutil import atomic_open
 from hawk.infer import FileScores
 
 KINDS = {
@@ -108,6 +109,17 @@ def _safe(fn, *args, **kwargs) -> float | None:
         return None
 
 
+def confusion(scores: np.ndarray, truth: np.ndarray, threshold: float) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) at ``threshold``."""
+    pred = scores >= threshold
+    pos = truth > 0
+    return int((pred & pos).sum()), int((pred & ~pos).sum()), int((~pred & pos).sum())
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
 def compute_metrics(scores: np.ndarray, truth: np.ndarray, columns: list[int], threshold: float) -> dict[str, Any]:
     """Macro and micro average precision (PR-AUC), ROC-AUC, precision and recall at ``threshold``, over
     ``columns``; macro figures use the columns that have positives."""
@@ -118,11 +130,10 @@ def compute_metrics(scores: np.ndarray, truth: np.ndarray, columns: list[int], t
     out["micro_ap"] = _safe(average_precision_score, t.ravel(), s.ravel()) if pos.any() else None
     out["macro_roc_auc"] = _safe(roc_auc_score, t[:, pos], s[:, pos], average="macro") if pos.any() else None
     out["micro_roc_auc"] = _safe(roc_auc_score, t.ravel(), s.ravel()) if pos.any() else None
-    pred = s >= threshold
-    tp, fp, fn = int((pred & (t > 0)).sum()), int((pred & (t == 0)).sum()), int((~pred & (t > 0)).sum())
+    tp, fp, fn = confusion(s, t, threshold)
     out["threshold"] = threshold
-    out["precision"] = tp / (tp + fp) if tp + fp else None
-    out["recall"] = tp / (tp + fn) if tp + fn else None
+    out["precision"] = _ratio(tp, tp + fp)
+    out["recall"] = _ratio(tp, tp + fn)
     return out
 
 
@@ -131,13 +142,12 @@ def per_class(scores: np.ndarray, truth: np.ndarray, classes: list[tuple[str, st
     rows = []
     for k, (name, code) in enumerate(classes):
         s, t = scores[:, k], truth[:, k]
-        pred = s >= threshold
-        tp, fp, fn = int((pred & (t > 0)).sum()), int((pred & (t == 0)).sum()), int((~pred & (t > 0)).sum())
+        tp, fp, fn = confusion(s, t, threshold)
         has = t.sum() > 0
         rows.append({"code": code, "name": name, "annotated": code in annotated, "positives": int(t.sum()),
                      "ap": _safe(average_precision_score, t, s) if has else None,
                      "roc_auc": _safe(roc_auc_score, t, s) if has and not t.all() else None,
-                     "precision": tp / (tp + fp) if tp + fp else None, "recall": tp / (tp + fn) if tp + fn else None})
+                     "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn)})
     return rows
 
 
@@ -146,12 +156,11 @@ def per_recording(table: Table, columns: list[int], codes: list[str], threshold:
     for rec in dict.fromkeys(table.recordings):
         sel = np.array([r == rec for r in table.recordings])
         s, t = table.scores[sel][:, columns], table.truth[sel][:, columns]
-        pred = s >= threshold
+        tp, fp, fn = confusion(s, t, threshold)
         rows.append({"recording": rec, "rows": int(sel.sum()),
                      "annotated": " ".join(codes[c] for c, p in zip(columns, t.any(axis=0)) if p),
-                     "detected": " ".join(codes[c] for c, p in zip(columns, pred.any(axis=0)) if p),
-                     "tp": int((pred & (t > 0)).sum()), "fp": int((pred & (t == 0)).sum()),
-                     "fn": int((~pred & (t > 0)).sum())})
+                     "detected": " ".join(codes[c] for c, p in zip(columns, (s >= threshold).any(axis=0)) if p),
+                     "tp": tp, "fp": fp, "fn": fn})
     return rows
 
 
@@ -167,16 +176,13 @@ def pr_points(scores: np.ndarray, truth: np.ndarray, max_points: int = 200) -> l
 def threshold_curve(scores: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]:
     out = []
     for th in np.round(np.arange(0.05, 1.0, 0.05), 2):
-        pred = scores >= th
-        tp, fp, fn = (pred & (truth > 0)).sum(), (pred & (truth == 0)).sum(), (~pred & (truth > 0)).sum()
+        tp, fp, fn = confusion(scores, truth, th)
         out.append({"threshold": float(th), "precision": float(tp / (tp + fp)) if tp + fp else 1.0,
                     "recall": float(tp / (tp + fn)) if tp + fn else 0.0})
     return out
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from hawk.fsutil import atomic_open
-
     with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         if rows:
             w = csv.DictWriter(f, list(rows[0]))

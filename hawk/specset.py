@@ -13,7 +13,6 @@ A folder, not a Python pickle, so loading it never runs code:
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from hawk.db import SpecDB
-from hawk.fsutil import atomic_open
+from hawk.fsutil import atomic_open, sha256_file
 from hawk.progress import progress_bar
 from hawk.spectrogram import decode
 
@@ -33,14 +32,6 @@ ROW_FIELDS = ["index", "class_index", "code", "recording_id", "file", "offset", 
 
 class SpecSetError(ValueError):
     pass
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path, max_per_class: int | None = None,

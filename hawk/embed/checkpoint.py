@@ -3,14 +3,12 @@ with its own trained models."""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from hawk.ckpt import load_checkpoint, model_from_checkpoint
 from hawk.embed.base import Embedder
+from hawk.fsutil import sha256_file
 from hawk.models import embed_features
 from hawk.spectrogram import SpecSettings, SpectrogramMaker
 
@@ -27,7 +25,7 @@ class CheckpointEmbedder(Embedder):
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.model = model_from_checkpoint(ckpt).to(self.device)
         self.batch_size = batch_size
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+        digest = sha256_file(path)[:12]
         self.version = f"{ckpt['model_name']}:{digest}"
         with torch.no_grad():
             probe = torch.zeros(1, 1, self.settings.spec_height, self.settings.spec_width, device=self.device)
