@@ -1,20 +1,40 @@
 # Quick start: `make demo` runs the whole pipeline on the offline demo, `make test` runs the tests.
-# Both create .venv (Python 3.11) and install hawk into it on first use.
+# Both create .venv (Python 3.11) on first use and install exactly what uv.lock pins (versions and
+# hashes), so a package released tomorrow never changes what a fresh clone gets. `make lock` refreshes
+# uv.lock after a change to the dependencies in pyproject.toml.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+# uv uses this machine's Python, never one it downloads, and builds into .venv.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test params install clean-demo
+.PHONY: demo test params install lock check-lock
 
-$(BIN)/.installed: pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (or run: make PYTHON=/path/to/python3.11 ...)"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# uv itself comes from tools/bootstrap.txt, pinned with its hash.
+$(UV): tools/bootstrap.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: need $(PYTHON) (or run: make PYTHON=/path/to/python3.11 ...)"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --require-hashes -r tools/bootstrap.txt
+	touch $@
+
+check-lock: $(UV)
+	@$(UV) lock --check --python $(PYTHON) --quiet || { \
+	  echo "error: uv.lock does not match pyproject.toml (dependencies changed?): run 'make lock', review and commit uv.lock"; \
+	  exit 1; }
+
+$(BIN)/.installed: pyproject.toml uv.lock $(UV)
+	@$(MAKE) --no-print-directory check-lock
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
 	touch $@
 
 install: $(BIN)/.installed
+
+lock: $(UV)
+	$(UV) lock --python $(PYTHON)
 
 demo: $(BIN)/.installed
 	dvc repro
