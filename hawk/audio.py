@@ -15,11 +15,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from hawk.errors import HawkError
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".mp4", ".opus", ".wma", ".aif", ".aiff")
 _SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff"}
 
 
-class AudioError(Exception):
+class AudioError(HawkError):
     """A file that cannot be used as audio; ``str()`` names the file and the reason."""
 
     def __init__(self, path: str | Path, reason: str):

@@ -14,13 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from hawk.errors import HawkError
 from hawk.fsutil import atomic_open
 from hawk.models import create_model
 
 FORMAT = "hawk-ckpt/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(HawkError, ValueError):
     def __init__(self, path: str | Path, reason: str):
         super().__init__(f"{path}: {reason}")
 

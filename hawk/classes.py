@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hawk.errors import HawkError
 from hawk.fsutil import atomic_open
 
 NOISE = "Noise"
@@ -28,7 +29,7 @@ _SOURCE_KEYS: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
-class ClassConfigError(ValueError):
+class ClassConfigError(HawkError, ValueError):
     """A class declaration that cannot be used; the message names the entry."""
 
 
@@ -108,6 +109,20 @@ def parse_classes(raw: Mapping[str, Any]) -> list[ClassSpec]:
             raise ClassConfigError(f"class {code!r}: max_recordings must be a whole number >= 0, got {cap!r}")
         specs.append(ClassSpec(code=code, name=name, sources=sources, max_recordings=cap))
     return specs
+
+
+def check_local_sources(specs: Iterable[ClassSpec], root: str | Path) -> None:
+    """Fail, naming each class and folder, when a local source's folder does not exist (relative paths
+    are taken from ``root``, the project folder the stages run in)."""
+    missing = []
+    for spec in specs:
+        for i, src in enumerate(spec.sources):
+            if src.kind == "local":
+                folder = Path(str(src.get("path"))).expanduser()
+                if not (Path(root) / folder).is_dir():
+                    missing.append(f"class {spec.code!r}, source #{i + 1} (local): folder {folder} does not exist")
+    if missing:
+        raise ClassConfigError("; ".join(missing))
 
 
 def get_class(raw: Mapping[str, Any], code: str) -> ClassSpec:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from hawk.audio import AudioError, read_mono
 from hawk.db import SpecDB
+from hawk.errors import HawkError
 from hawk.fsutil import atomic_open
 from hawk.progress import progress
 from hawk.spectrogram import SpecSettings, SpectrogramMaker, encode
@@ -28,7 +29,7 @@ IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 _NAME = re.compile(r"^(?:(?P<rank>\d+)~)?(?P<stem>.+)-(?P<offset>\d+(?:\.\d+)?)(?:~(?P<dist>-?\d+(?:\.\d+)?))?$")
 
 
-class CurationError(ValueError):
+class CurationError(HawkError, ValueError):
     pass
 
 

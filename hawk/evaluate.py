@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
+from hawk.errors import HawkError
 from hawk.fsutil import atomic_open
 from hawk.infer import FileScores
 
@@ -28,7 +29,7 @@ KINDS = {
 }
 
 
-class AnnotationError(ValueError):
+class AnnotationError(HawkError, ValueError):
     pass
 
 

@@ -24,12 +24,13 @@ import torch
 
 from hawk.audio import AudioError, is_audio_file, iter_mono
 from hawk.ckpt import CheckpointError, load_checkpoint, model_from_checkpoint
+from hawk.errors import HawkError
 from hawk.spectrogram import SpecSettings, SpectrogramMaker
 
 log = logging.getLogger(__name__)
 
 
-class EnsembleError(ValueError):
+class EnsembleError(HawkError, ValueError):
     pass
 
 

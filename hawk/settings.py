@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, TypeVar
 
+from hawk.errors import HawkError
+
 T = TypeVar("T")
+
+
+class SettingsError(HawkError, ValueError):
+    """Settings that name keys no dataclass field has."""
 
 
 def from_mapping(cls: type[T], cfg: Any, what: str) -> T:
@@ -13,5 +19,5 @@ def from_mapping(cls: type[T], cfg: Any, what: str) -> T:
     data = dict(cfg)
     unknown = set(data) - {f.name for f in fields(cls)}
     if unknown:
-        raise ValueError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
+        raise SettingsError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
     return cls(**data)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from hawk.db import SpecDB
+from hawk.errors import HawkError
 from hawk.fsutil import atomic_open, sha256_file
 from hawk.progress import progress_bar
 from hawk.spectrogram import decode
@@ -30,7 +31,7 @@ from hawk.spectrogram import decode
 ROW_FIELDS = ["index", "class_index", "code", "recording_id", "file", "offset", "source", "group"]
 
 
-class SpecSetError(ValueError):
+class SpecSetError(HawkError, ValueError):
     pass
 
 

@@ -1,21 +1,28 @@
-"""Shared start-up of the stage entry points: arguments, the composed config, logging.
+"""Shared start-up of the stage entry points: arguments, the composed config, logging, errors.
 
 Stages read ``params.yaml`` (the composition of ``conf/``, which ``dvc exp run`` rewrites) through
 Hydra's compose API, so ``key=value`` overrides work by hand exactly as ``-S key=value`` does in DVC.
+Expected errors (bad config, bad input, a refused key) end a stage with one ``error: ...`` line and
+exit status 2; set ``HAWK_DEBUG=1`` to see the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from hawk.classes import ClassSpec, get_class, parse_classes
+from hawk.errors import HawkError
 from hawk.embed import Embedder, create_embedder
 from hawk.spectrogram import SpecSettings
 
@@ -31,13 +38,64 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     return p
 
 
+EXPECTED_ERRORS = (HawkError, HydraException, OmegaConfBaseException)
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a stage's ``main``; an expected error becomes one ``error: ...`` line and exit status 2."""
+    try:
+        main()
+    except EXPECTED_ERRORS as e:
+        if os.environ.get("HAWK_DEBUG"):
+            raise
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def compose_config(config_dir: Path, name: str, overrides: list[str]) -> DictConfig:
+    """Hydra's compose, with a mistyped override reported by key, with the nearest known keys."""
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        try:
+            return compose(config_name=name, overrides=overrides)
+        except HydraException as e:
+            base = compose(config_name=name)
+            hint = unknown_override_hint(base, overrides)
+            raise HawkError(hint or one_line(e)) from e
+
+
+def unknown_override_hint(cfg: DictConfig, overrides: list[str]) -> str:
+    """'unknown setting ...; nearest known keys: ...' for the first override whose key ``cfg`` lacks."""
+    known = _key_paths(OmegaConf.to_container(cfg, resolve=False))
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("~")
+        if key.startswith("+") or key in known or "/" in key:  # appends and group choices are Hydra's to judge
+            continue
+        near = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+        hint = f"; nearest known keys: {', '.join(near)}" if near else ""
+        return f"unknown setting {key!r} in override {item!r}{hint} (params.yaml lists every key)"
+    return ""
+
+
+def _key_paths(node: object, prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    if isinstance(node, dict):
+        for k, v in node.items():
+            path = f"{prefix}{k}"
+            keys.add(path)
+            keys |= _key_paths(v, path + ".")
+    return keys
+
+
 def load_config(args: argparse.Namespace) -> DictConfig:
     """params.yaml from the current project (the working directory, as DVC runs stages) plus overrides."""
     project = Path.cwd()
     if not (project / f"{PARAMS}.yaml").exists():
-        sys.exit(f"error: no {PARAMS}.yaml in {project}; run stages from the project root")
-    with initialize_config_dir(config_dir=str(project), version_base="1.3"):
-        cfg = compose(config_name=PARAMS, overrides=list(args.overrides))
+        raise HawkError(f"no {PARAMS}.yaml in {project}; run stages from the project root")
+    cfg = compose_config(project, PARAMS, list(args.overrides))
     if args.cfg:
         print(OmegaConf.to_yaml(cfg))
         sys.exit(0)

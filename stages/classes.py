@@ -11,8 +11,8 @@ import sys
 import yaml
 from omegaconf import OmegaConf
 
-from hawk.classes import ClassConfigError, classes_to_config, parse_classes, read_classes_txt, write_classes_txt
-from stages._cli import load_config, parser
+from hawk.classes import classes_to_config, parse_classes, read_classes_txt, write_classes_txt
+from stages._cli import load_config, parser, run
 
 
 def main() -> None:
@@ -23,19 +23,16 @@ def main() -> None:
     if argv[:1] == ["import"] and len(argv) == 2:  # positional file for convenience
         argv = ["import", "--file", argv[1]]
     args = p.parse_args(argv)
-    try:
-        if args.action == "import":
-            if not args.file:
-                p.error("import needs a classes.txt path")
-            print(yaml.safe_dump(classes_to_config(read_classes_txt(args.file)), sort_keys=False), end="")
-            return
-        cfg = load_config(args)
-        specs = parse_classes(OmegaConf.to_container(cfg.classes, resolve=True))
-        write_classes_txt(cfg.paths.classes_txt, specs)
-        print(f"{len(specs)} classes -> {cfg.paths.classes_txt}")
-    except ClassConfigError as e:
-        sys.exit(f"error: {e}")
+    if args.action == "import":
+        if not args.file:
+            p.error("import needs a classes.txt path")
+        print(yaml.safe_dump(classes_to_config(read_classes_txt(args.file)), sort_keys=False), end="")
+        return
+    cfg = load_config(args)
+    specs = parse_classes(OmegaConf.to_container(cfg.classes, resolve=True))
+    write_classes_txt(cfg.paths.classes_txt, specs)
+    print(f"{len(specs)} classes -> {cfg.paths.classes_txt}")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hawk.curation import seed_curation
-from stages._cli import load_config, parser
+from stages._cli import load_config, parser, run
 
 
 def main() -> None:
@@ -29,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hawk.dedup import FingerprintSettings, find_duplicates, load_recordings, write_exclude, write_report
-from stages._cli import class_list, load_config, parser, spec_settings
+from stages._cli import class_list, load_config, parser, run, spec_settings
 
 MODES = {"report": False, "remove": True, "0": False, "1": True}
 
@@ -45,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hawk.embed.run import embed_class
-from stages._cli import class_stage, embedder
+from stages._cli import class_stage, embedder, run
 
 
 def main() -> None:
@@ -30,4 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from hawk.extract import extract_class
 from hawk.spectrogram import SpecSettings
-from stages._cli import class_stage
+from stages._cli import class_stage, run
 
 
 def main() -> None:
@@ -33,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

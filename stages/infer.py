@@ -18,7 +18,7 @@ from hawk.infer import Ensemble, EnsembleError, find_recordings, score_files
 from hawk.labels import make_labels, write_audacity, write_raven, write_run_csv
 from hawk.progress import progress_bar
 from hawk.reports import write_skip_report
-from stages._cli import load_config, parser
+from stages._cli import load_config, parser, run
 
 
 def main() -> None:
@@ -70,4 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -15,7 +15,7 @@ from pathlib import Path
 from hawk.classes import read_classes_txt
 from hawk.dedup import read_groups
 from hawk.specset import SpecSetError, build_specset
-from stages._cli import load_config, parser
+from stages._cli import load_config, parser, run
 
 
 def main() -> None:
@@ -32,4 +32,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from hawk.plot import plot_db
 from hawk.spectrogram import SpecSettings
-from stages._cli import load_config, parser
+from stages._cli import load_config, parser, run
 
 
 def main() -> None:
@@ -33,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hawk.curation import build_db, merge_dbs
 from hawk.db import SpecDB
-from stages._cli import load_config, parser, spec_settings
+from stages._cli import load_config, parser, run, spec_settings
 
 
 def main() -> None:
@@ -50,4 +50,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

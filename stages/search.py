@@ -25,7 +25,7 @@ from hawk.db import SpecDB
 from hawk.dedup import read_exclude
 from hawk.embed import EmbedderError
 from hawk.search import Query, ids_in_training, load_index, search
-from stages._cli import class_list, embedder, load_config, parser, spec_settings
+from stages._cli import class_list, embedder, load_config, parser, run, spec_settings
 
 
 def _queries(raw: list, rec_dir: Path, code: str) -> list[Query]:
@@ -108,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -20,7 +20,7 @@ from hawk.db import SpecDB
 from hawk.dedup import read_exclude
 from hawk.reports import write_skip_report
 from hawk.search import read_matches
-from stages._cli import class_stage, spec_settings
+from stages._cli import class_stage, run, spec_settings
 
 
 def main() -> None:
@@ -53,4 +53,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

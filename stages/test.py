@@ -20,7 +20,7 @@ from hawk.evaluate import (AnnotationError, build_table, compute_metrics, fit_pl
 from hawk.fsutil import atomic_open
 from hawk.infer import Ensemble, EnsembleError, find_recordings, score_files
 from hawk.progress import progress_bar
-from stages._cli import load_config, parser, tracking_path
+from stages._cli import load_config, parser, run, tracking_path
 
 
 def main() -> None:
@@ -87,4 +87,4 @@ def _log_to_mlflow(uri: str, run_ids: list[str], metrics: dict, files: list[Path
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from hawk.download.demo import make_soundscapes, write_annotations
-from stages._cli import load_config, parser
+from stages._cli import load_config, parser, run
 
 
 def main() -> None:
@@ -35,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from hawk.training.run import Tracking, TrainerSettings, TrainSettings, train, write_outputs
-from stages._cli import load_config, parser, tracking_path
+from stages._cli import load_config, parser, run, tracking_path
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -56,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hawk.classes import read_classes_txt
 from hawk.curation import merge_dbs
-from stages._cli import load_config, parser
+from stages._cli import load_config, parser, run
 
 
 def main() -> None:
@@ -27,4 +27,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -24,6 +24,8 @@ class FakeAPI:
     def __init__(self, audio: dict[str, bytes]):
         self.audio = audio  # path under /audio/ -> bytes
         self.faults: dict[str, list] = defaultdict(list)
+        self.inat_max_per_page = 200  # iNaturalist caps per_page; tests lower it to see hawk page on
+        self.inat_extra: list[dict] = []  # more observations for paging tests
         self.log: list[tuple[float, str]] = []  # (time, path with query)
         self.xc_pages = self._xc_pages()
         self.inat_obs = self._inat_observations()
@@ -112,15 +114,20 @@ class FakeAPI:
                     body = {"error": "Unauthorized", "message": "Missing or invalid 'key' parameter"}
                     return self._send(401, json.dumps(body).encode(), "application/json")
                 page = int(q.get("page", 1))
-                recs = api.xc_pages[page - 1] if 1 <= page <= len(api.xc_pages) else []
-                body = {"numRecordings": str(sum(map(len, api.xc_pages))), "numSpecies": "1", "page": page,
-                        "numPages": len(api.xc_pages), "recordings": recs}
+                pages = api.xc_pages if "nosuch" not in q.get("query", "") else []  # a query that matches nothing
+                recs = pages[page - 1] if 1 <= page <= len(pages) else []
+                body = {"numRecordings": str(sum(map(len, pages))), "numSpecies": str(min(1, len(pages))),
+                        "page": page, "numPages": max(1, len(pages)) if pages else 0, "recordings": recs}
                 self._send(200, json.dumps(body).replace("{base}", api.url).encode(), "application/json")
 
             def _inat(self, q: dict) -> None:
-                above, per_page = int(q.get("id_above", 0)), int(q.get("per_page", 30))
-                hits = [o for o in api.inat_obs if o["id"] > above][:per_page]
-                body = {"total_results": len(hits), "page": 1, "per_page": per_page, "results": hits}
+                above = int(q.get("id_above", 0))
+                per_page = min(int(q.get("per_page", 30)), api.inat_max_per_page)
+                if q.get("taxon_name", "").lower() != "turdus migratorius":  # a mistyped taxon matches nothing
+                    return self._send(200, json.dumps({"total_results": 0, "page": 1, "per_page": per_page,
+                                                       "results": []}).encode(), "application/json")
+                matching = sorted((o for o in api.inat_obs + api.inat_extra if o["id"] > above), key=lambda o: o["id"])
+                body = {"total_results": len(matching), "page": 1, "per_page": per_page, "results": matching[:per_page]}
                 self._send(200, json.dumps(body).replace("{base}", api.url).encode(), "application/json")
 
             def _send(self, status: int, body: bytes, ctype: str = "text/plain", headers: dict | None = None) -> None:

@@ -1,11 +1,13 @@
+import csv
 import logging
+import time
 
 import pytest
 
 from hawk.audio import read_mono
 from hawk.classes import parse_classes
 from hawk.download.http import AuthError, PoliteSession
-from hawk.download.run import DownloadOptions, download_class
+from hawk.download.run import DownloadError, DownloadOptions, download_class
 from hawk.fsutil import safe_name
 from hawk.manifest import read_manifest
 from tests.fakeapi import KEY, FakeAPI
@@ -14,8 +16,9 @@ ENV = {"XC_API_KEY": KEY}
 
 
 def opts(api, **kw):
-    return DownloadOptions(xc_base_url=api.url, inat_base_url=api.url, inat_per_page=2, min_interval=0,
-                           retries=3, backoff=0.01, timeout=0.5, xc_qualities=("A", "B", "C", "D"), **kw)
+    base = dict(xc_base_url=api.url, inat_base_url=api.url, inat_per_page=2, min_interval=0, retries=3,
+                backoff=0.01, timeout=0.5, xc_qualities=("A", "B", "C", "D"))
+    return DownloadOptions(**{**base, **kw})
 
 
 def spec(**kw):
@@ -86,13 +89,6 @@ def test_one_bad_file_does_not_stop_the_rest(api, tmp_path):
     assert "download failed" in dict(res.skipped)["XC555002"] and res.fetched == 4
 
 
-def test_malformed_json_stops_listing_keeps_earlier_pages(api, tmp_path):
-    api.faults["/api/3/recordings?page=2"] = ["badjson"]
-    res = download_class(spec(), tmp_path / "A", opts(api), env=ENV, show_progress=False)
-    assert "malformed JSON" in dict(res.skipped)["xeno_canto listing"]
-    assert (tmp_path / "A" / "XC1072882.mp3").exists() and (tmp_path / "A" / "N263200.wav").exists()
-
-
 def test_bad_key_is_a_clear_error_without_the_key(api, tmp_path):
     with pytest.raises(AuthError) as e:
         download_class(spec(), tmp_path / "A", opts(api), env={"XC_API_KEY": "wrong-secret"}, show_progress=False)
@@ -100,7 +96,7 @@ def test_bad_key_is_a_clear_error_without_the_key(api, tmp_path):
 
 
 def test_missing_key(tmp_path):
-    with pytest.raises(RuntimeError, match="XC_API_KEY"):
+    with pytest.raises(DownloadError, match="XC_API_KEY"):
         download_class(spec(), tmp_path / "A", DownloadOptions(), env={}, show_progress=False)
 
 
@@ -145,3 +141,143 @@ def test_demo_source_is_deterministic(tmp_path):
     for n in names:
         if not n.endswith(".csv"):
             assert (tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes()
+
+
+# --- politeness, paging and failures (issue 10) ---------------------------------------------------
+
+def _gaps(api, prefixes):
+    times = [t for t, p in api.log if p.startswith(prefixes)]
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def test_spacing_holds_per_service_across_listing_and_files(api, tmp_path):
+    """Listing pages and file downloads of one service share one limiter."""
+    res = download_class(spec(), tmp_path / "A", opts(api, min_interval=0.3), env=ENV, show_progress=False)
+    assert res.fetched == 5
+    xc = _gaps(api, ("/api/3/", "/audio/xc"))
+    inat = _gaps(api, ("/v1/", "/audio/n"))
+    assert len(xc) >= 3 and len(inat) >= 4  # 2 pages + 2 files; 2 pages + 3 files
+    assert min(xc + inat) >= 0.29, (xc, inat)
+
+
+def _more_observations(api, n):
+    """``n`` more Turdus observations, each with one wav sound (served from the same bytes)."""
+    base = api.inat_obs[-1]
+    for i in range(n):
+        obs = {**base, "id": 90000000 + i, "taxon": {"name": "Turdus migratorius"},
+               "sounds": [{"id": 300000 + i, "license_code": "cc-by", "file_url": f"{{base}}/audio/n{300000 + i}.wav",
+                           "file_content_type": "audio/x-wav"}]}
+        api.inat_extra.append(obs)
+        api.audio[f"n{300000 + i}.wav"] = api.audio["n263200.wav"]
+
+
+def inat_spec(**kw):
+    return parse_classes({"AMRO": {"name": "A", "sources": [{"kind": "inat", "taxon": "Turdus migratorius"}], **kw}})[0]
+
+
+def test_inat_pages_on_past_a_short_page(api, tmp_path):
+    """The server caps per_page at 2 while 200 are asked: hawk must page on by id_above to the end."""
+    _more_observations(api, 6)  # 3 + 6 = 9 observations, 8 of the right taxon, with 9 sounds
+    api.inat_max_per_page = 2
+    res = download_class(inat_spec(), tmp_path / "A", opts(api, inat_per_page=200), env=ENV, show_progress=False)
+    assert res.fetched == 9, res.skipped
+    assert len(api.requests_to("/v1/observations")) == 5  # ceil(9 / 2): stops at total_results, no empty page
+
+
+def test_inat_excludes_licences(api, tmp_path):
+    _more_observations(api, 2)
+    api.inat_extra[0]["sounds"][0]["license_code"] = "cc-by-nc-nd"
+    res = download_class(inat_spec(), tmp_path / "A", opts(api), env=ENV, show_progress=False)
+    assert dict(res.skipped)["N300000"] == "licence cc-by-nc-nd excluded"
+    assert not (tmp_path / "A" / "N300000.wav").exists() and (tmp_path / "A" / "N300001.wav").exists()
+
+
+def test_failed_listing_is_an_error_that_keeps_what_arrived(api, tmp_path):
+    api.faults["/api/3/recordings?page=2"] = [503] * 10  # a 5xx storm outlasts the retries
+    out = tmp_path / "A"
+    with pytest.raises(DownloadError, match=r"class AMRO: source xeno_canto .*listing failed.*HTTP 503") as e:
+        download_class(spec(), out, opts(api), env=ENV, show_progress=False)
+    assert "run again to resume" in str(e.value) and "\n" not in str(e.value)
+    kept = set(read_manifest(out / "manifest.csv"))  # page 1 and iNaturalist arrived and are recorded
+    assert kept == {"XC1072882.mp3", "N263113.m4a", "N263200.wav", "N263201.mp3"}
+    assert all((out / f).exists() for f in kept)
+    api.faults.clear()
+    before = len(api.requests_to("/audio/"))
+    res = download_class(spec(), out, opts(api), env=ENV, show_progress=False)  # the rerun resumes
+    assert res.fetched == 1 and res.already_there == 4 and len(api.requests_to("/audio/")) == before + 1
+
+
+def test_malformed_json_stops_listing_keeps_earlier_pages(api, tmp_path):
+    api.faults["/api/3/recordings?page=2"] = ["badjson"]
+    with pytest.raises(DownloadError, match="malformed JSON"):
+        download_class(spec(), tmp_path / "A", opts(api), env=ENV, show_progress=False)
+    assert (tmp_path / "A" / "XC1072882.mp3").exists() and (tmp_path / "A" / "N263200.wav").exists()
+
+
+@pytest.mark.parametrize("source", [{"kind": "xeno_canto", "query": 'sp:"nosuch bird"'},
+                                    {"kind": "inat", "taxon": "Turdus migratorus"}])
+def test_a_source_that_lists_nothing_is_an_error(api, tmp_path, source):
+    s = parse_classes({"AMRO": {"name": "A", "sources": [source]}})[0]
+    with pytest.raises(DownloadError, match=rf"class AMRO: source {source['kind']} .* lists no recordings"):
+        download_class(s, tmp_path / "A", opts(api), env=ENV, show_progress=False)
+    res = download_class(s, tmp_path / "B", opts(api, allow_empty=True), env=ENV, show_progress=False)
+    assert res.total == 0
+
+
+def test_report_is_kept_across_runs_and_summary_counts_the_folder(api, tmp_path):
+    api.faults["/audio/xc555002.flac"] = [500] * 10
+    out = tmp_path / "A"
+    download_class(spec(), out, opts(api), env=ENV, show_progress=False)
+    rows = {r["file"]: r for r in csv.DictReader(open(out / "download_report.csv"))}
+    assert "download failed" in rows["XC555002"]["reason"] and rows["XC998877"]["date"] == time.strftime("%Y-%m-%d")
+    # a run that lists nothing new (cap reached) keeps the earlier report and counts the whole folder
+    res = download_class(spec(max_recordings=0), out, opts(api), env=ENV, show_progress=False)
+    assert res.fetched == 0 and res.in_folder == 4
+    assert set(rows) == {r["file"] for r in csv.DictReader(open(out / "download_report.csv"))}
+    # a later run that fetches the failed file drops its old row and keeps the others
+    api.faults.clear()
+    res = download_class(spec(), out, opts(api), env=ENV, show_progress=False)
+    after = {r["file"]: r for r in csv.DictReader(open(out / "download_report.csv"))}
+    assert res.in_folder == 5 and "XC555002" not in after and "XC998877" in after
+
+
+def test_progress_bar_counts_listed_candidates(api, tmp_path, capsys):
+    download_class(spec(), tmp_path / "A", opts(api), env=ENV, show_progress=True)
+    err = capsys.readouterr().err
+    assert "/500" not in err
+    assert "download AMRO (xeno_canto): 100%" in err and "3/3" in err
+
+
+def test_retries_after_a_cut_connection_are_logged(api, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    api.faults["/audio/n263113.m4a"] = ["truncate"]
+    download_class(spec(), tmp_path / "A", opts(api), env=ENV, show_progress=False)
+    assert any("n263113.m4a" in r.getMessage() and "interrupted" in r.getMessage() and "retrying" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_local_names_that_sanitise_alike_stay_distinct(tmp_path, audio_dir):
+    src = tmp_path / "mine"
+    src.mkdir()
+    originals = ["a b.mp3", "a_b.mp3", "a'b.mp3"]
+    for i, name in enumerate(originals):
+        data = bytearray((audio_dir / "d.mp3").read_bytes())
+        (src / name).write_bytes(bytes(data) + bytes([i]))  # distinct content too
+    s = parse_classes({"AMRO": {"name": "A", "sources": [{"kind": "local", "path": str(src)}]}})[0]
+    out = tmp_path / "out"
+    res = download_class(s, out, DownloadOptions(), env={}, show_progress=False)
+    assert res.fetched == 3 and not res.skipped
+    m = read_manifest(out / "manifest.csv")
+    assert sorted(r["url"] for r in m.values()) == sorted(originals)
+    for name, row in m.items():  # each file holds its own original's bytes
+        assert (out / name).read_bytes() == (src / row["url"]).read_bytes()
+    assert m["a_b.mp3"]["url"] == "a b.mp3"  # first in order keeps the clean name; the others get a suffix
+    # stable: a rerun maps each original to the same file and copies nothing
+    res2 = download_class(s, out, DownloadOptions(), env={}, show_progress=False)
+    assert res2.fetched == 0 and res2.already_there == 3 and read_manifest(out / "manifest.csv") == m
+
+
+def test_missing_local_folder_is_an_error(tmp_path):
+    s = parse_classes({"AMRO": {"name": "A", "sources": [{"kind": "local", "path": str(tmp_path / "nope")}]}})[0]
+    with pytest.raises(DownloadError, match="nope does not exist"):
+        download_class(s, tmp_path / "out", DownloadOptions(), env={}, show_progress=False)

@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from hawk.errors import HawkError
 from hawk.fsutil import atomic_open
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class _RedactFilter(logging.Filter):
 logging.getLogger("urllib3.connectionpool").addFilter(_RedactFilter())
 
 
-class FetchError(Exception):
+class FetchError(HawkError):
     """A request that failed for good (after retries, or with a final status such as 404)."""
 
     def __init__(self, url: str, reason: str, status: int | None = None):
@@ -53,8 +54,27 @@ class AuthError(FetchError):
     """401/403: the key is missing or wrong; retrying cannot help."""
 
 
+class RateLimiter:
+    """At most one request per ``min_interval`` seconds. A service gets one limiter, shared by every
+    request to it (listing pages and file downloads alike), so the spacing holds per service."""
+
+    def __init__(self, min_interval: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.min_interval = min_interval
+        self.clock, self.sleep = clock, sleep
+        self._last: float | None = None
+
+    def wait_turn(self) -> None:
+        if self._last is not None:
+            gap = self.min_interval - (self.clock() - self._last)
+            if gap > 0:
+                self.sleep(gap)
+        self._last = self.clock()
+
+
 class PoliteSession:
-    """``requests`` with a minimum interval between requests and retries with backoff."""
+    """``requests`` with a minimum interval between requests and retries with backoff. Pass one
+    ``limiter`` to every session that talks to the same service."""
 
     def __init__(
         self,
@@ -65,22 +85,18 @@ class PoliteSession:
         user_agent: str = "hawk (bioacoustics classifier builder)",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        limiter: RateLimiter | None = None,
     ):
-        self.min_interval = min_interval
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
-        self.clock, self.sleep = clock, sleep
-        self._last: float | None = None
+        self.sleep = sleep
+        self.limiter = limiter or RateLimiter(min_interval, clock, sleep)
         self.session = requests.Session()
         self.session.headers["User-Agent"] = user_agent
 
     def _wait_turn(self) -> None:
-        if self._last is not None:
-            gap = self.min_interval - (self.clock() - self._last)
-            if gap > 0:
-                self.sleep(gap)
-        self._last = self.clock()
+        self.limiter.wait_turn()
 
     def request(self, url: str, params: Mapping[str, Any] | None = None, stream: bool = False) -> requests.Response:
         """GET with retries; returns a 2xx response or raises :class:`FetchError`."""
@@ -134,7 +150,9 @@ class PoliteSession:
             except (requests.RequestException, OSError) as e:
                 if attempt == self.retries:
                     raise FetchError(url, f"download interrupted ({type(e).__name__}: {e})") from e
-                self.sleep(self.backoff * 2**attempt)
+                delay = self.backoff * 2**attempt
+                log.info("%s: download interrupted (%s); retrying in %.1f s", redact(url), redact(str(e)), delay)
+                self.sleep(delay)
             finally:
                 resp.close()
         raise AssertionError("unreachable")

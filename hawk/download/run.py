@@ -22,10 +22,11 @@ from hawk.audio import is_audio_file
 from hawk.classes import ClassSpec, Source
 from hawk.download import demo, sources
 from hawk.download.http import AuthError, FetchError, PoliteSession
+from hawk.errors import HawkError
 from hawk.fsutil import atomic_open, safe_name
 from hawk.manifest import read_manifest, write_manifest
 from hawk.progress import progress_bar
-from hawk.reports import write_skip_report
+from hawk.reports import merge_skip_report
 
 log = logging.getLogger(__name__)
 XC_KEY_ENV = "XC_API_KEY"
@@ -34,6 +35,7 @@ XC_KEY_ENV = "XC_API_KEY"
 @dataclass(frozen=True)
 class DownloadOptions:
     max_per_class: int = 500
+    allow_empty: bool = False  # a source that lists nothing is an error (a typo in a query or taxon)
     xc_base_url: str = "https://xeno-canto.org"
     xc_per_page: int = 500
     xc_qualities: tuple[str, ...] = ("A", "B", "C", "D", "E", "")
@@ -41,6 +43,7 @@ class DownloadOptions:
     inat_base_url: str = "https://api.inaturalist.org"
     inat_per_page: int = 200
     inat_quality_grade: str = "research"
+    inat_exclude_licenses: tuple[str, ...] = ("cc-by-nc-nd",)
     min_interval: float = 1.0  # seconds between requests to one service
     retries: int = 4
     backoff: float = 2.0
@@ -52,22 +55,31 @@ class DownloadOptions:
     def from_config(cls, cfg: Any) -> "DownloadOptions":
         xc, inat, dm = cfg["xeno_canto"], cfg["inat"], cfg["demo"]
         return cls(
-            max_per_class=int(cfg["max_per_class"]), xc_base_url=xc["base_url"], xc_per_page=int(xc["per_page"]),
+            max_per_class=int(cfg["max_per_class"]), allow_empty=bool(cfg["allow_empty"]),
+            xc_base_url=xc["base_url"], xc_per_page=int(xc["per_page"]),
             xc_qualities=tuple(str(q) for q in xc["qualities"]),
             xc_exclude_licenses=tuple(xc["exclude_licenses"]), inat_base_url=inat["base_url"],
             inat_per_page=int(inat["per_page"]), inat_quality_grade=str(inat["quality_grade"] or ""),
+            inat_exclude_licenses=tuple(inat["exclude_licenses"]),
             min_interval=float(cfg["min_interval"]), retries=int(cfg["retries"]), backoff=float(cfg["backoff"]),
             timeout=float(cfg["timeout"]), demo_recordings=int(dm["recordings"]), demo_seed=int(dm["seed"]),
         )
 
     def session(self) -> PoliteSession:
+        """A session with a limiter of its own: make one per service and share it."""
         return PoliteSession(self.min_interval, self.retries, self.backoff, self.timeout)
+
+
+class DownloadError(HawkError):
+    """A class's download that did not finish (a listing that failed, a source that listed nothing).
+    What did arrive is kept; a rerun resumes."""
 
 
 @dataclass
 class DownloadResult:
     fetched: int = 0
     already_there: int = 0
+    in_folder: int = 0  # recordings in the folder after this run, from this run or earlier ones
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -79,7 +91,11 @@ def download_class(
     spec: ClassSpec, out_dir: str | Path, opts: DownloadOptions, env: dict[str, str] | None = None,
     show_progress: bool = True,
 ) -> DownloadResult:
-    """Bring ``out_dir`` up to ``spec.max_recordings`` (or ``opts.max_per_class``) recordings."""
+    """Bring ``out_dir`` up to ``spec.max_recordings`` (or ``opts.max_per_class``) recordings.
+
+    Each source is listed in full first (so the progress bar counts real candidates), then fetched.
+    Raises :class:`DownloadError` at the end when a listing failed or listed nothing; the manifest and
+    report are written first, so nothing that arrived is lost."""
     env = dict(os.environ if env is None else env)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,83 +104,149 @@ def download_class(
     manifest = read_manifest(manifest_path) if manifest_path.exists() else {}
     result = DownloadResult()
     if any(s.kind == "xeno_canto" for s in spec.sources) and not env.get(XC_KEY_ENV):
-        raise RuntimeError(
+        raise DownloadError(
             f"class {spec.code}: a Xeno-canto source needs an API key in the environment variable {XC_KEY_ENV} "
             "(get one from your xeno-canto.org account page)"
         )
     today = time.strftime("%Y-%m-%d")
-    bar = progress_bar(cap, f"download {spec.code}", show_progress)
-    seen: set[str] = set()
-    for source in spec.sources:
-        if result.total >= cap:
-            break
-        if source.kind == "demo":
-            rows = demo.make_demo_recordings(out, source.get("call"), min(cap - result.total, opts.demo_recordings),
-                                             seed=opts.demo_seed * 100 + zlib.crc32(spec.code.encode()) % 97)
-            for row in rows:
-                manifest[row["file"]] = {**manifest.get(row["file"], {}), **row, "downloaded": today}
-                result.fetched += 1
-                bar.update()
-            write_manifest(manifest_path, manifest.values())
-            continue
-        if source.kind == "local":
-            records: Iterable[sources.Record | sources.Skipped] = _local_records(source)
-        else:
-            records = _listing(source, opts, env)
-        session = opts.session()
-        for rec in _guarded(records, source, result):
+    names = _Names(manifest)
+    sessions: dict[str, PoliteSession] = {}  # one per service: listing and files share its limiter
+    failures: list[str] = []
+    fetched_ids: set[str] = set()
+    try:
+        for source in spec.sources:
             if result.total >= cap:
                 break
-            if isinstance(rec, sources.Skipped):
-                result.skipped.append((rec.id, rec.reason))
+            if source.kind == "demo":
+                _demo(spec, source, out, opts, cap, manifest, result, today)
+                write_manifest(manifest_path, manifest.values())
                 continue
-            name = safe_name(rec.filename)
-            if name in seen:
-                result.skipped.append((rec.id, "duplicate id (listed twice)"))
-                continue
-            seen.add(name)
-            dest = out / name
-            if dest.exists() and name in manifest:
-                result.already_there += 1
-            else:
-                try:
-                    _fetch(rec, dest, source, session)
-                except (FetchError, OSError) as e:
-                    result.skipped.append((rec.id, f"download failed: {e}"))
-                    log.warning("%s: %s", spec.code, e)
+            session = sessions.setdefault(source.kind, opts.session())
+            listed, failure = _list(source, opts, env, session)
+            if failure:
+                failures.append(f"{_label(source)} listing failed: {failure}")
+            elif not listed and not opts.allow_empty:
+                failures.append(f"{_label(source)} lists no recordings (check it for a typo, "
+                                "or set download.allow_empty=true)")
+            candidates = [r for r in listed if isinstance(r, sources.Record)]
+            bar = progress_bar(min(len(candidates), cap - result.total), f"download {spec.code} ({source.kind})",
+                               show_progress)
+            for rec in listed:
+                if result.total >= cap:
+                    break
+                if isinstance(rec, sources.Skipped):
+                    result.skipped.append((rec.id, rec.reason))
                     continue
-                result.fetched += 1
-            manifest[name] = _row(rec, name, manifest.get(name, {}).get("downloaded") or today)
-            write_manifest(manifest_path, manifest.values())
-            bar.update()
-    bar.close()
-    write_manifest(manifest_path, manifest.values())
-    if any(s.kind == "inat" for s in spec.sources):
-        _write_inat_csv(out / "inat.csv", manifest.values())
-    write_skip_report(out / "download_report.csv", result.skipped)
+                name = names.assign(rec)
+                if name is None:
+                    result.skipped.append((rec.id, "duplicate id (listed twice)"))
+                    bar.update()
+                    continue
+                dest = out / name
+                if dest.exists() and name in manifest:
+                    result.already_there += 1
+                else:
+                    try:
+                        _fetch(rec, dest, source, session)
+                    except (FetchError, OSError) as e:
+                        result.skipped.append((rec.id, f"download failed: {e}"))
+                        log.warning("%s: %s", spec.code, e)
+                        bar.update()
+                        continue
+                    result.fetched += 1
+                    fetched_ids.add(rec.id)
+                manifest[name] = _row(rec, name, manifest.get(name, {}).get("downloaded") or today)
+                write_manifest(manifest_path, manifest.values())
+                bar.update()
+            bar.close()
+    finally:
+        write_manifest(manifest_path, manifest.values())
+        if any(s.kind == "inat" for s in spec.sources):
+            _write_inat_csv(out / "inat.csv", manifest.values())
+        result.in_folder = sum((out / n).exists() for n in manifest)
+        merge_skip_report(out / "download_report.csv", result.skipped, today, resolved=fetched_ids)
     for rid, reason in result.skipped:
         log.warning("%s: skipped %s: %s", spec.code, rid, reason)
+    if failures:
+        raise DownloadError(f"class {spec.code}: " + "; ".join(failures)
+                            + f" ({result.in_folder} recordings in {out} are kept; run again to resume)")
     return result
 
 
-def _listing(source: Source, opts: DownloadOptions, env: dict[str, str]) -> Iterator[sources.Record | sources.Skipped]:
-    session = opts.session()
+def _label(source: Source) -> str:
+    what = {"xeno_canto": "query", "inat": "taxon", "local": "path"}[source.kind]
+    return f"source {source.kind} ({what} {source.get(what)!r})"
+
+
+def _demo(spec: ClassSpec, source: Source, out: Path, opts: DownloadOptions, cap: int,
+          manifest: dict[str, dict[str, Any]], result: DownloadResult, today: str) -> None:
+    seed = opts.demo_seed * 100 + zlib.crc32(spec.code.encode()) % 97
+    for row in demo.make_demo_recordings(out, source.get("call"), min(cap - result.total, opts.demo_recordings), seed):
+        if row["file"] in manifest and (out / str(row["file"])).exists():
+            result.already_there += 1
+        else:
+            result.fetched += 1
+        manifest[str(row["file"])] = {**manifest.get(str(row["file"]), {}), **row,
+                                      "downloaded": manifest.get(str(row["file"]), {}).get("downloaded") or today}
+
+
+def _list(source: Source, opts: DownloadOptions, env: dict[str, str], session: PoliteSession,
+          ) -> tuple[list[sources.Record | sources.Skipped], str]:
+    """Everything a source lists, and why the listing stopped early ("" when it did not). A rejected
+    key is raised at once, since no later request can succeed."""
+    if source.kind == "local":
+        return list(_local_records(source)), ""
     if source.kind == "xeno_canto":
-        return sources.xeno_canto(session, opts.xc_base_url, source.get("query"), env[XC_KEY_ENV], opts.xc_per_page,
-                                  opts.xc_qualities, opts.xc_exclude_licenses)
-    return sources.inaturalist(session, opts.inat_base_url, source.get("taxon"),
-                               source.get("quality_grade", opts.inat_quality_grade), opts.inat_per_page)
-
-
-def _guarded(records: Iterable[Any], source: Source, result: DownloadResult) -> Iterator[Any]:
-    """Stop a listing that fails part-way (after retries) without losing what it already gave;
-    a rejected key stops the stage, since no later request can succeed."""
+        records = sources.xeno_canto(session, opts.xc_base_url, source.get("query"), env[XC_KEY_ENV],
+                                     opts.xc_per_page, opts.xc_qualities, opts.xc_exclude_licenses)
+    else:
+        records = sources.inaturalist(session, opts.inat_base_url, source.get("taxon"),
+                                      source.get("quality_grade", opts.inat_quality_grade), opts.inat_per_page,
+                                      opts.inat_exclude_licenses)
+    listed: list[sources.Record | sources.Skipped] = []
     try:
-        yield from records
+        for rec in records:
+            listed.append(rec)
     except AuthError:
         raise
     except FetchError as e:
-        result.skipped.append((f"{source.kind} listing", f"stopped early: {e}"))
+        return listed, str(e)
+    log.info("%s: listed %d recordings", _label(source), len(listed))
+    return listed, ""
+
+
+class _Names:
+    """File names in the class folder: one per distinct original, stable across runs.
+
+    Sanitising can map distinct originals to one name (``a b.mp3``, ``a_b.mp3``, ``a'b.mp3``). A name
+    already given to an original (in the manifest) stays its own; a new original whose clean name is
+    taken gets a suffix made from its original name, so the same input always gets the same file."""
+
+    def __init__(self, manifest: dict[str, dict[str, Any]]):
+        self.by_origin = {_origin(r.get("source", ""), r.get("id", ""), r.get("url", "")): f for f, r in manifest.items()}
+        self.taken = set(manifest)
+        self.this_run: set[tuple[str, str]] = set()
+
+    def assign(self, rec: sources.Record) -> str | None:
+        """The file name for ``rec``, or None when the same original was listed before in this run."""
+        origin = _origin(rec.source, rec.id, rec.page_url)
+        if origin in self.this_run:
+            return None
+        self.this_run.add(origin)
+        if origin in self.by_origin:
+            return self.by_origin[origin]
+        name = safe_name(rec.filename)
+        if name in self.taken:
+            stem, _, ext = name.rpartition(".")
+            name = f"{stem}_{zlib.crc32(repr(origin).encode()):08x}.{ext}"
+        self.taken.add(name)
+        self.by_origin[origin] = name
+        return name
+
+
+def _origin(source: str, rid: str, url: str) -> tuple[str, str]:
+    """What makes a recording itself: its id at a service, its path in a local folder."""
+    return (source, url if source == "local" else rid)
 
 
 def _fetch(rec: sources.Record, dest: Path, source: Source, session: PoliteSession) -> None:
@@ -184,8 +266,7 @@ def _fetch(rec: sources.Record, dest: Path, source: Source, session: PoliteSessi
 def _local_records(source: Source) -> Iterator[sources.Record | sources.Skipped]:
     folder = Path(source.get("path")).expanduser()
     if not folder.is_dir():
-        yield sources.Skipped(str(folder), "local source folder does not exist")
-        return
+        raise DownloadError(f"local source folder {folder} does not exist")
     for p in sorted(folder.rglob("*")):
         if is_audio_file(p):
             stem = safe_name(p.stem)

@@ -117,13 +117,17 @@ def _xc_record(r: Any, qualities: Sequence[str], exclude_licenses: Sequence[str]
 
 
 def inaturalist(
-    session: PoliteSession, base_url: str, taxon: str, quality_grade: str = "research", per_page: int = 200
+    session: PoliteSession, base_url: str, taxon: str, quality_grade: str = "research", per_page: int = 200,
+    exclude_licenses: Sequence[str] = ("cc-by-nc-nd",),
 ) -> Iterator[Record | Skipped]:
     """Observations with sounds of one taxon, paged by ``id_above`` (no 10,000-result cap); only those
-    whose ``taxon.name`` is exactly ``taxon``, since iNaturalist's name matching is loose."""
+    whose ``taxon.name`` is exactly ``taxon``, since iNaturalist's name matching is loose.
+
+    Paging goes on until a page is empty or ``total_results`` (of the first page) observations have
+    come: a short page proves nothing, since the server may cap ``per_page`` below what was asked."""
     url = base_url.rstrip("/") + "/v1/observations"
-    id_above = 0
-    while True:
+    id_above, seen, total = 0, 0, None
+    while total is None or seen < total:
         params = {"taxon_name": taxon, "sounds": "true", "per_page": per_page, "order_by": "id", "order": "asc",
                   "id_above": id_above}
         if quality_grade:
@@ -134,17 +138,21 @@ def inaturalist(
             raise FetchError(url, f"id_above={id_above}: unexpected JSON (no 'results' list)")
         if not results:
             return
+        if total is None:
+            try:
+                total = int(data.get("total_results"))
+            except (TypeError, ValueError):
+                total = 1 << 62  # not given: page until an empty page
+        seen += len(results)
         for obs in results:
-            yield from _inat_records(obs, taxon)
+            yield from _inat_records(obs, taxon, exclude_licenses)
         ids = [o.get("id") for o in results if isinstance(o, dict) and isinstance(o.get("id"), int)]
         if not ids or max(ids) <= id_above:
-            return
+            raise FetchError(url, f"id_above={id_above}: the page did not move past id {id_above}")
         id_above = max(ids)
-        if len(results) < per_page:
-            return
 
 
-def _inat_records(obs: Any, taxon: str) -> Iterator[Record | Skipped]:
+def _inat_records(obs: Any, taxon: str, exclude_licenses: Sequence[str]) -> Iterator[Record | Skipped]:
     if not isinstance(obs, dict):
         yield Skipped("?", "malformed observation")
         return
@@ -161,9 +169,13 @@ def _inat_records(obs: Any, taxon: str) -> Iterator[Record | Skipped]:
         if not snd.get("file_url"):
             yield Skipped(f"N{sid}", "no file URL")
             continue
+        lic = str(snd.get("license_code") or obs.get("license_code") or "")
+        if lic.lower() in {x.lower() for x in exclude_licenses}:
+            yield Skipped(f"N{sid}", f"licence {lic} excluded")
+            continue
         yield Record(
             id=f"N{sid}", url=str(snd["file_url"]), ext=_ext(str(snd["file_url"]), str(snd.get("file_content_type", ""))),
             source="inaturalist", page_url=str(obs.get("uri", f"https://www.inaturalist.org/observations/{oid}")),
-            license=str(snd.get("license_code") or obs.get("license_code") or ""),
+            license=lic,
             recordist=str((obs.get("user") or {}).get("login", "")), species=name, quality=str(obs.get("quality_grade", "")),
         )

@@ -9,9 +9,10 @@ from typing import Any, Literal
 import numpy as np
 
 from hawk.audio import read_mono
+from hawk.errors import HawkError
 
 
-class EmbedderError(ValueError):
+class EmbedderError(HawkError, ValueError):
     pass
 
 
