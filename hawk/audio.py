@@ -100,6 +100,8 @@ def open_blocks(path: str | Path, block_seconds: float = 60.0) -> tuple[AudioInf
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
     errors = []
     backends = (_soundfile_blocks, _av_blocks) if path.suffix.lower() in _SOUNDFILE_EXTENSIONS else (_av_blocks,)
     for backend in backends:
@@ -135,17 +137,35 @@ def choose_channel(block: np.ndarray, sample_rate: int, check_seconds: float = 3
     return min(live, key=lambda c: noise_level(window[:, c]))
 
 
+def _nonfinite_error(path: str | Path, bad: int, seen: int, rest: Iterator[np.ndarray]) -> AudioError:
+    """Count the rest of the file too, so the report says how much of it is NaN or infinite."""
+    for block in rest:
+        bad += block.size - int(np.count_nonzero(np.isfinite(block)))
+        seen += block.size
+    share = "all" if bad == seen else f"{bad} of"
+    return AudioError(path, f"non-finite samples ({share} {seen} samples are NaN or infinite)")
+
+
 def iter_mono(
     path: str | Path, sample_rate: int, block_seconds: float = 60.0, check_seconds: float = 3.0
 ) -> tuple[AudioInfo, Iterator[np.ndarray]]:
-    """Stream ``path`` as mono float32 blocks at ``sample_rate``, one channel chosen for stereo."""
+    """Stream ``path`` as mono float32 blocks at ``sample_rate``, one channel chosen for stereo.
+
+    A file with any NaN or infinite sample (a float WAV written by a broken tool) raises
+    :class:`AudioError` naming how many: such samples would turn every spectrogram they touch into
+    garbage, so the recording is skipped (and reported) rather than patched."""
     info, blocks = open_blocks(path, block_seconds)
 
     def gen() -> Iterator[np.ndarray]:
         channel: int | None = None
         stream = None
+        seen = 0
         try:
             for block in blocks:
+                bad = block.size - int(np.count_nonzero(np.isfinite(block)))
+                seen += block.size
+                if bad:
+                    raise _nonfinite_error(path, bad, seen, blocks)
                 if channel is None:
                     channel = choose_channel(block, info.sample_rate, check_seconds)
                 mono = np.ascontiguousarray(block[:, channel])

@@ -86,10 +86,25 @@ def read_spill(spill: Path) -> Iterator[tuple[float, bytes]]:
             yield offset, f.read(length)
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int) -> None:
     import torch
 
     torch.set_num_threads(1)  # one process per core does better than threads inside each
+    die_with_parent(parent_pid)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this worker when its parent dies, however it dies (``kill -9`` included):
+    an orphaned worker would go on decoding into a spill file nobody reads."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # not Linux: the pool's own shutdown is all there is
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def extract_class(
@@ -172,7 +187,8 @@ def _run(jobs: list[tuple[str, SpecSettings, str]], workers: int) -> Iterator[tu
             yield job, extract_to_spill(*job)
         return
     ctx = get_context("spawn")  # fork after torch has started threads can deadlock
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker,
+                             initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(extract_to_spill, *job): job for job in jobs}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()

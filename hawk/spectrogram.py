@@ -63,7 +63,10 @@ class SpecSettings:
 
 
 def encode(spec: np.ndarray, level: int = 1) -> bytes:
-    """A [0, 1] float spectrogram as HawkEars stores it: uint8 x 255, zlib."""
+    """A [0, 1] float spectrogram as HawkEars stores it: uint8 x 255, zlib. Refuses values outside
+    [0, 1] (NaN included): cast to uint8 they would pass for a real spectrogram."""
+    if not (np.isfinite(spec).all() and spec.min(initial=0.0) >= 0.0 and spec.max(initial=0.0) <= 1.0 + 1e-6):
+        raise ValueError("spectrogram values outside [0, 1] (non-finite input?)")
     return zlib.compress((spec * 255).astype(np.uint8).tobytes(), level)
 
 

@@ -140,3 +140,91 @@ def test_plot_names_images_like_hawkears(rec_dir, tmp_path):
         stem, offset = p.stem.rsplit("-", 1)
         assert (rec_dir / stem).with_suffix("").name == stem and float(offset) % 1.5 == 0 and p.suffix == ".jpeg"
     assert len(plot_db(tmp_path / "RIWH.db", tmp_path / "all", SpecSettings())) > 5
+
+
+def _float_wav(path, sr=16000, seconds=8.0, bad=slice(0, 0), value=np.nan):
+    x = (np.sin(2 * np.pi * 3000 * np.arange(int(sr * seconds)) / sr) * 0.5).astype("float32")
+    x[bad] = value
+    sf.write(path, x, sr, subtype="FLOAT")
+    return x
+
+
+def test_non_finite_samples_are_reported_never_stored(tmp_path):
+    d = tmp_path / "RIWH"
+    d.mkdir()
+    _float_wav(d / "good.wav")
+    _float_wav(d / "some_nan.wav", bad=slice(40000, 40100))
+    _float_wav(d / "some_inf.wav", bad=slice(1000, 1003), value=np.inf)
+    _float_wav(d / "all_nan.wav", bad=slice(None))
+    (d / "empty.wav").write_bytes(b"")
+    res = run(d, tmp_path, workers=1)
+    assert res.added_recordings == 1
+    skipped = report(tmp_path)
+    assert skipped["some_nan.wav"] == "non-finite samples (100 of 128000 samples are NaN or infinite)"
+    assert skipped["some_inf.wav"] == "non-finite samples (3 of 128000 samples are NaN or infinite)"
+    assert skipped["all_nan.wav"] == "non-finite samples (all 128000 samples are NaN or infinite)"
+    assert skipped["empty.wav"] == "empty file (0 bytes)"
+    with SpecDB(tmp_path / "RIWH.db") as db:
+        assert set(db.recordings()) == {"good.wav"}
+        means = [decode(s.value).mean() for s in db.spectrograms()]
+        assert max(means) < 0.2  # real spectrograms: mostly dark, never the 80-120/255 of cast raw magnitudes
+
+
+def test_encode_refuses_a_corrupt_spectrogram():
+    from hawk.spectrogram import encode
+
+    with pytest.raises(ValueError, match="outside"):
+        encode(np.full((192, 384), np.nan, np.float32))
+    with pytest.raises(ValueError, match="outside"):
+        encode(np.full((192, 384), 80.0, np.float32))
+
+
+def _children(pid):
+    try:
+        return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _alive(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    """kill -9 of the stage must not leave its decoding workers running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    d = tmp_path / "RIWH"
+    d.mkdir()
+    for i in range(4):  # long enough that the workers are still busy when the parent dies
+        _float_wav(d / f"long{i}.wav", sr=32000, seconds=600)
+    script = (f"from hawk.extract import extract_class; from hawk.spectrogram import SpecSettings; "
+              f"extract_class({str(d)!r}, {str(tmp_path / 'x.db')!r}, {str(tmp_path / 'x.csv')!r}, 'R', 'RIWH', "
+              f"SpecSettings(), workers=2, show_progress=False)")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(workers) < 2:
+            time.sleep(0.2)
+            workers = [c for c in _children(parent.pid) if "spawn_main" in open(f"/proc/{c}/cmdline").read()]
+        assert len(workers) == 2, "workers never started"
+        time.sleep(1.0)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers), "orphaned workers are still running"
+    finally:
+        parent.kill()
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
