@@ -34,16 +34,78 @@ class AnnotationError(HawkError, ValueError):
 
 
 def read_annotations(path: str | Path) -> tuple[str, list[dict[str, str]]]:
-    """(kind, rows); the kind follows from the columns (see ``KINDS``)."""
-    with open(path, newline="", encoding="utf-8") as f:
+    """(kind, rows), every row checked; each row gains ``line`` (its line in the file) for reports.
+
+    The kind follows from the columns (see ``KINDS``). A column of a richer kind without its partner
+    (``start_time`` without ``end_time``) is an error, never a quiet fall-back to a coarser test, and
+    so is any row with a missing name, a time that is not a number or an end before its start."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        cols = set(reader.fieldnames or [])
-        rows = list(reader)
-    for kind, need in KINDS.items():
-        if cols >= set(need):
-            return kind, rows
-    raise AnnotationError(f"{path}: columns {sorted(cols)} match no annotation format; expected one of "
-                          + "; ".join(",".join(v) for v in KINDS.values()))
+        cols = {c.strip() for c in reader.fieldnames or []}
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    kind = _kind(path, cols)
+    errors = []
+    for i, row in enumerate(rows):
+        row["line"] = str(i + 2)  # the header is line 1
+        problem = _row_problem(kind, row)
+        if problem:
+            errors.append(f"line {row['line']}: {problem}")
+    if errors:
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise AnnotationError(f"{path}: " + "; ".join(errors[:5]) + more)
+    return kind, rows
+
+
+def _kind(path: str | Path, cols: set[str]) -> str:
+    if {"recording", "species"} - cols:
+        raise AnnotationError(f"{path}: columns {sorted(cols)} match no annotation format; expected one of "
+                              + "; ".join(",".join(v) for v in KINDS.values()))
+    if cols & {"start_time", "end_time"}:
+        missing = {"start_time", "end_time"} - cols
+        if missing:
+            raise AnnotationError(f"{path}: per-sound annotations need both start_time and end_time; "
+                                  f"{', '.join(sorted(missing))} is missing")
+        return "per_sound"
+    return "per_minute" if "minute" in cols else "per_recording"
+
+
+def _row_problem(kind: str, row: dict[str, str]) -> str:
+    for col in ("recording", "species"):
+        if not row.get(col):
+            return f"empty {col}"
+    if kind == "per_sound":
+        try:
+            a, b = float(row["start_time"]), float(row["end_time"])
+        except ValueError:
+            return f"start_time {row['start_time']!r} / end_time {row['end_time']!r}: not a number"
+        if not (math.isfinite(a) and math.isfinite(b)) or a < 0:
+            return f"start_time {row['start_time']} / end_time {row['end_time']}: times must be finite and >= 0"
+        if b <= a:
+            return f"end_time {row['end_time']} is not after start_time {row['start_time']}"
+    if kind == "per_minute" and not row["minute"].isdigit():
+        return f"minute {row['minute']!r} is not a whole number >= 0"
+    return ""
+
+
+def match_annotations(path: str | Path, rows: list[dict[str, str]], recordings: list[str], codes: list[str],
+                      ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(rows that name a test recording and a class of the model, the others with the reason).
+
+    Unmatched rows are reported, not dropped in silence; a file none of whose rows match is an error
+    (the wrong file, or annotations of another model's classes)."""
+    stems, known = {Path(r).stem for r in recordings}, set(codes)
+    matched, unmatched = [], []
+    for row in rows:
+        if Path(row["recording"]).stem not in stems:
+            unmatched.append({**row, "reason": "unknown recording"})
+        elif row["species"] not in known:
+            unmatched.append({**row, "reason": "unknown class code"})
+        else:
+            matched.append(row)
+    if rows and not matched:
+        raise AnnotationError(f"{path}: none of its {len(rows)} rows names both a test recording and a class of the "
+                              f"model (e.g. line {rows[0]['line']}: {rows[0]['recording']!r}, {rows[0]['species']!r})")
+    return matched, unmatched
 
 
 @dataclass
@@ -183,10 +245,11 @@ def threshold_curve(scores: np.ndarray, truth: np.ndarray) -> list[dict[str, flo
     return out
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
+    """Rows as CSV; with ``fields``, just those columns, and a header even when there are no rows."""
     with atomic_open(path, "w", newline="", encoding="utf-8") as f:
-        if rows:
-            w = csv.DictWriter(f, list(rows[0]))
+        if rows or fields:
+            w = csv.DictWriter(f, fields or list(rows[0]), extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
 

@@ -7,18 +7,25 @@ and for all trained classes. Writes metrics/test.json (`dvc exp show`), metrics/
 (`dvc plots show`), PNG plots and per-class / per-recording CSVs under metrics/, and logs them all
 to the MLflow run(s) of the checkpoints under test.
 
+Annotations are checked first: a bad row (no end_time, an end before its start, a time that is not a
+number) stops the stage with its file and line. Rows naming a recording not under test.recordings or
+a code the model lacks are listed in metrics/test_unmatched.csv and counted in test.json; a file
+with no matching row at all is an error.
+
     python -m stages.test [test.annotations=my/annotations.csv test.recordings=my/recordings]
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
-from hawk.evaluate import (AnnotationError, build_table, compute_metrics, fit_platt, per_class, per_recording, plot_all,
-                           pr_points, read_annotations, threshold_curve, write_csv)
+from hawk.errors import HawkError
+from hawk.evaluate import (build_table, compute_metrics, fit_platt, match_annotations, per_class, per_recording,
+                           plot_all, pr_points, read_annotations, threshold_curve, write_csv)
 from hawk.fsutil import atomic_open
-from hawk.infer import Ensemble, EnsembleError, find_recordings, score_files
+from hawk.infer import Ensemble, find_recordings, score_files
 from hawk.progress import progress_bar
 from stages._cli import load_config, parser, run, tracking_path
 
@@ -27,22 +34,26 @@ def main() -> None:
     cfg = load_config(parser(__doc__).parse_args())
     c = cfg.test
     try:
-        ensemble = Ensemble.load(cfg.paths.ckpt, str(cfg.infer.device))
-        kind, rows = read_annotations(c.annotations)
+        kind, rows = read_annotations(c.annotations)  # first: a bad file fails before any model loads
         files = find_recordings(c.recordings)
-    except (EnsembleError, AnnotationError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from None
-    with progress_bar(len(files), "test", bool(c.progress)) as bar:
-        run = score_files(files, ensemble, 0.0, (float(cfg.infer.calibration.a), float(cfg.infer.calibration.b)),
-                          int(cfg.infer.batch_size), int(cfg.infer.prefetch), bar)
+    except FileNotFoundError as e:
+        raise HawkError(str(e)) from None
+    ensemble = Ensemble.load(cfg.paths.ckpt, str(cfg.infer.device))
     codes = ensemble.codes
+    rows, unmatched = match_annotations(c.annotations, rows, [str(p) for p in files], codes)
+    with progress_bar(len(files), "test", bool(c.progress)) as bar:
+        scored = score_files(files, ensemble, 0.0, (float(cfg.infer.calibration.a), float(cfg.infer.calibration.b)),
+                             int(cfg.infer.batch_size), int(cfg.infer.prefetch), bar)
     ignore = set(cfg.infer.ignore)
-    table = build_table(kind, rows, run.files, codes, ensemble.settings.segment_len, float(c.min_overlap))
+    table = build_table(kind, rows, scored.files, codes, ensemble.settings.segment_len, float(c.min_overlap))
     annotated_codes = {r["species"] for r in rows} & set(codes)
     trained = [k for k, (n, code) in enumerate(ensemble.classes) if code not in ignore and n not in ignore]
     annotated = [k for k in trained if codes[k] in annotated_codes]
     th = float(c.threshold)
-    metrics = {"kind": kind, "recordings": len(run.files), "skipped": len(run.skipped), "rows": len(table.recordings),
+    unknown = Counter(u["reason"] for u in unmatched)
+    metrics = {"kind": kind, "recordings": len(scored.files), "skipped": len(scored.skipped), "rows": len(table.recordings),
+               "annotations": {"matched": len(rows), "unknown_recording": unknown["unknown recording"],
+                               "unknown_class": unknown["unknown class code"]},
                "annotated": compute_metrics(table.scores, table.truth, annotated, th),
                "trained": compute_metrics(table.scores, table.truth, trained, th),
                "platt": fit_platt(table.scores[:, trained], table.truth[:, trained])}  # for infer.calibration
@@ -53,6 +64,7 @@ def main() -> None:
     pr_a = pr_points(table.scores[:, annotated], table.truth[:, annotated])
     pr_t = pr_points(table.scores[:, trained], table.truth[:, trained])
     write_csv(out / "test_pr.csv", pr_a)
+    write_csv(out / "test_unmatched.csv", unmatched, ["line", "recording", "species", "reason"])
     classes_rows = per_class(table.scores, table.truth, ensemble.classes, annotated_codes, th)
     write_csv(out / "test_per_class.csv", [r for r in classes_rows if r["code"] not in ignore])
     write_csv(out / "test_per_recording.csv", per_recording(table, trained, codes, th))
@@ -62,7 +74,9 @@ def main() -> None:
                    [out / "test.json", out / "test_pr.csv", out / "test_per_class.csv", out / "test_per_recording.csv",
                     *pngs])
     a = metrics["annotated"]
-    print(f"test ({kind}, {len(run.files)} recordings, {len(run.skipped)} skipped): annotated classes macro AP "
+    if unmatched:
+        print(f"{len(unmatched)} annotation rows match no test recording or model class: see {out / 'test_unmatched.csv'}")
+    print(f"test ({kind}, {len(scored.files)} recordings, {len(scored.skipped)} skipped): annotated classes macro AP "
           f"{a['macro_ap']}, micro AP {a['micro_ap']}, ROC-AUC {a['macro_roc_auc']}; precision {a['precision']}, "
           f"recall {a['recall']} at {th}")
 

@@ -8,7 +8,7 @@ import torch
 
 from hawk.ckpt import save_checkpoint
 from hawk.download.demo import make_soundscapes, synth_recording, write_audio, write_annotations
-from hawk.evaluate import build_table, compute_metrics, fit_platt, read_annotations
+from hawk.evaluate import AnnotationError, build_table, compute_metrics, fit_platt, match_annotations, read_annotations
 from hawk.infer import Ensemble, EnsembleError, FileScores, calibrate, find_recordings, score_files
 from hawk.labels import make_labels, read_audacity, read_raven, write_audacity, write_raven
 from hawk.models import create_model
@@ -128,3 +128,39 @@ def test_tester_perfect_and_shuffled_scores(tmp_path):
     per_min = build_table("per_minute", [{"recording": r["recording"], "minute": "0", "species": r["species"]}
                                          for r in rows], files, codes, 3.0)
     assert per_min.truth.shape == (6, 3) and np.array_equal(per_min.truth, per_rec.truth)  # one-minute files
+
+
+# --- bad annotations (issue 10) --------------------------------------------------------------------
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("recording,species,start_time\nS1,RIWH,1.0\n",
+     "per-sound annotations need both start_time and end_time; end_time is missing"),
+    ("recording,species,start_time,end_time\nS1,RIWH,1.0,2.0\nS1,FACH,5.0,4.0\n",
+     "line 3: end_time 4.0 is not after start_time 5.0"),
+    ("recording,species,start_time,end_time\nS1,RIWH,1.0,2.0\nS1,RIWH,1.5s,2\n",
+     "line 3: start_time '1.5s' / end_time '2': not a number"),
+    ("recording,species,start_time,end_time\nS1,,1.0,2.0\n", "line 2: empty species"),
+    ("recording,minute,species\nS1,one,RIWH\n", "line 2: minute 'one' is not a whole number"),
+    ("file,label\nS1,RIWH\n", "match no annotation format"),
+])
+def test_bad_annotations_name_file_line_and_reason(tmp_path, text, message):
+    path = _write(tmp_path / "ann.csv", text)
+    with pytest.raises(AnnotationError) as e:
+        read_annotations(path)
+    assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_unknown_recordings_and_codes_are_reported(tmp_path):
+    path = _write(tmp_path / "ann.csv", "recording,species,start_time,end_time\n"
+                  "S1,RIWH,1,2\nS2,RIWH,1,2\nS1,XXXX,3,4\nS1.flac,FACH,5,6\n")
+    kind, rows = read_annotations(path)
+    matched, unmatched = match_annotations(path, rows, ["/t/S1.flac"], ["RIWH", "FACH"])
+    assert [r["line"] for r in matched] == ["2", "5"]
+    assert [(u["line"], u["reason"]) for u in unmatched] == [("3", "unknown recording"), ("4", "unknown class code")]
+    with pytest.raises(AnnotationError, match="none of its 4 rows"):
+        match_annotations(path, rows, ["/t/OTHER.flac"], ["RIWH"])
