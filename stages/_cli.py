@@ -22,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hawk.classes import ClassSpec, get_class, parse_classes
-from hawk.errors import HawkError
 from hawk.embed import Embedder, create_embedder
+from hawk.errors import HawkError
 from hawk.spectrogram import SpecSettings
 
 ROOT = Path(__file__).resolve().parent.parent

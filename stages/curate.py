@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hawk.curation import seed_curation
+from hawk.errors import HawkError
 from stages._cli import load_config, parser, run
 
 
@@ -22,7 +23,7 @@ def main() -> None:
     cfg = load_config(args)
     src = Path(args.src or Path(cfg.paths.search) / args.code)
     if not src.is_dir():
-        raise SystemExit(f"error: {src} does not exist; run `dvc repro search@{args.code}` first")
+        raise HawkError(f"{src} does not exist; run `dvc repro search@{args.code}` first")
     dest = Path(cfg.paths.curation) / args.code
     n = seed_curation(src, dest)
     print(f"{n} new images copied to {dest}; delete the bad ones, then `dvc repro`")

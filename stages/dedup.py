@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hawk.dedup import FingerprintSettings, find_duplicates, load_recordings, write_exclude, write_report
+from hawk.errors import HawkError
 from stages._cli import class_list, load_config, parser, run, spec_settings
 
 MODES = {"report": False, "remove": True, "0": False, "1": True}
@@ -24,12 +25,12 @@ def main() -> None:
     d = cfg.dedup
     mode = str(d.mode)
     if mode not in MODES:
-        raise SystemExit(f"error: dedup.mode must be report or remove (got {mode!r})")
+        raise HawkError(f"dedup.mode must be report or remove (got {mode!r})")
     db_dir, rec_dir = Path(cfg.paths.db), Path(cfg.paths.recordings)
     classes = [(c.code, db_dir / f"{c.code}.db", rec_dir / c.code) for c in class_list(cfg)]
     missing = [str(p) for _, p, _ in classes if not p.exists()]
     if missing:
-        raise SystemExit(f"error: no spectrogram database {', '.join(missing)}; run the extract stage first")
+        raise HawkError(f"no spectrogram database {', '.join(missing)}; run the extract stage first")
     fs = FingerprintSettings(int(d.bands), int(d.pool))
     s = spec_settings(cfg)
     recs = load_recordings(classes, fs, bool(d.progress))

@@ -13,8 +13,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from hawk.errors import HawkError
 from hawk.fsutil import atomic_open
-from hawk.infer import Ensemble, EnsembleError, find_recordings, score_files
+from hawk.infer import Ensemble, find_recordings, score_files
 from hawk.labels import make_labels, write_audacity, write_raven, write_run_csv
 from hawk.progress import progress_bar
 from hawk.reports import write_skip_report
@@ -25,11 +26,11 @@ def main() -> None:
     start = time.perf_counter()
     cfg = load_config(parser(__doc__).parse_args())
     c = cfg.infer
+    ensemble = Ensemble.load(cfg.paths.ckpt, str(c.device))
     try:
-        ensemble = Ensemble.load(cfg.paths.ckpt, str(c.device))
         files = find_recordings(c.input)
-    except (EnsembleError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from None
+    except FileNotFoundError as e:
+        raise HawkError(str(e)) from None
     out = Path(cfg.paths.labels)
     out.mkdir(parents=True, exist_ok=True)
     for old in list(out.rglob(f"*_{c.suffix}.txt")) + list(out.rglob("*.selections.txt")):

@@ -14,19 +14,16 @@ from pathlib import Path
 
 from hawk.classes import read_classes_txt
 from hawk.dedup import read_groups
-from hawk.specset import SpecSetError, build_specset
+from hawk.specset import build_specset
 from stages._cli import load_config, parser, run
 
 
 def main() -> None:
     cfg = load_config(parser(__doc__).parse_args())
     classes = read_classes_txt(cfg.paths.classes_txt)
-    try:
-        meta = build_specset(Path(cfg.paths.train_db), classes, Path(cfg.paths.specs), cfg.pickle.max_per_class,
-                             int(cfg.pickle.seed), read_groups(Path(cfg.paths.dedup) / "duplicates.csv"),
-                             bool(cfg.pickle.progress))
-    except SpecSetError as e:
-        raise SystemExit(f"error: {e}") from None
+    meta = build_specset(Path(cfg.paths.train_db), classes, Path(cfg.paths.specs), cfg.pickle.max_per_class,
+                         int(cfg.pickle.seed), read_groups(Path(cfg.paths.dedup) / "duplicates.csv"),
+                         bool(cfg.pickle.progress))
     counts = ", ".join(f"{c} {n}" for c, n in meta["per_class"].items())
     print(f"pickle: {meta['count']} spectrograms of {len(classes)} classes ({counts}) in {cfg.paths.specs}")
 

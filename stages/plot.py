@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from hawk.errors import HawkError
 from hawk.plot import plot_db
 from hawk.spectrogram import SpecSettings
 from stages._cli import load_config, parser, run
@@ -26,7 +27,7 @@ def main() -> None:
     cfg = load_config(args)
     db = Path(cfg.paths.db) / f"{args.code}.db"
     if not db.exists():
-        raise SystemExit(f"error: {db} does not exist; run `dvc repro extract@{args.code}` first")
+        raise HawkError(f"{db} does not exist; run `dvc repro extract@{args.code}` first")
     out = Path(args.out or Path(cfg.paths.images) / args.code)
     paths = plot_db(db, out, SpecSettings.from_mapping(OmegaConf.to_container(cfg.audio, resolve=True)), args.num)
     print(f"{len(paths)} images in {out}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hawk.curation import build_db, merge_dbs
 from hawk.db import SpecDB
+from hawk.errors import HawkError
 from stages._cli import load_config, parser, run, spec_settings
 
 
@@ -23,7 +24,7 @@ def main() -> None:
     cfg = load_config(args)
     src, out = Path(args.db), Path(args.out)
     if src.resolve() == out.resolve():
-        raise SystemExit("error: --out must differ from --db (the input is kept)")
+        raise HawkError("--out must differ from --db (the input is kept)")
     with SpecDB(src) as db:
         classes = db.conn.execute("SELECT ID, Name, Code FROM Subcategory ORDER BY ID").fetchall()
         per_class = {}

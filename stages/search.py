@@ -19,11 +19,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from hawk.audio import AudioError
 from hawk.classes import ClassSpec
 from hawk.db import SpecDB
 from hawk.dedup import read_exclude
-from hawk.embed import EmbedderError
+from hawk.errors import HawkError
 from hawk.search import Query, ids_in_training, load_index, search
 from stages._cli import class_list, embedder, load_config, parser, run, spec_settings
 
@@ -36,7 +35,7 @@ def _queries(raw: list, rec_dir: Path, code: str) -> list[Query]:
         elif "audio" in q:
             out.append(Query(Path(str(q["audio"])), float(q.get("offset", 0.0))))
         else:
-            raise SystemExit(f"error: search.queries.{code}[{i}] needs recording: FILE or audio: PATH")
+            raise HawkError(f"search.queries.{code}[{i}] needs recording: FILE or audio: PATH")
     return out
 
 
@@ -66,15 +65,15 @@ def main() -> None:
     cfg = load_config(args)
     classes: dict[str, ClassSpec] = {c.code: c for c in class_list(cfg)}
     if not args.code and not args.all:
-        raise SystemExit("error: give --code CODE or --all")
+        raise HawkError("give --code CODE or --all")
     if args.code and args.code not in classes:
-        raise SystemExit(f"error: no class {args.code!r} in the classes config")
+        raise HawkError(f"no class {args.code!r} in the classes config")
     rec_root, db_root = Path(cfg.paths.recordings), Path(cfg.paths.db)
     scope = list(classes) if args.all else [args.code]
     by_hand = bool(args.recording or args.audio)
     if args.recording:
         if not args.code:
-            raise SystemExit("error: --recording needs --code (the class whose folder holds it)")
+            raise HawkError("--recording needs --code (the class whose folder holds it)")
         queries = [Query(rec_root / args.code / args.recording, args.offset)]
     elif args.audio:
         queries = [Query(Path(args.audio), args.offset)]
@@ -88,10 +87,7 @@ def main() -> None:
             leave_out[code] = set(db.spectrogram_ids(files))
         if args.omit:
             leave_out[code] |= ids_in_training(db_root / f"{code}.db", Path(cfg.paths.train_db), code)
-    try:
-        index = load_index({c: Path(cfg.paths.embeddings) / f"{c}.npz" for c in scope}, leave_out)
-    except EmbedderError as e:
-        raise SystemExit(f"error: {e}") from None
+    index = load_index({c: Path(cfg.paths.embeddings) / f"{c}.npz" for c in scope}, leave_out)
     name = args.code if (args.code and not by_hand and not args.all) else "_manual"
     out = Path(args.out or Path(cfg.paths.search) / name)
     emb = embedder(cfg) if queries else None  # no queries: write an empty result without loading a model
@@ -99,8 +95,8 @@ def main() -> None:
         matches = search(queries, index, emb, {c: db_root / f"{c}.db" for c in scope},
                          {c: rec_root / c for c in scope}, spec_settings(cfg), out, float(cfg.search.dist),
                          int(cfg.search.num))
-    except (EmbedderError, AudioError, ValueError) as e:  # a missing or unreadable query names itself
-        raise SystemExit(f"error: {e}") from None
+    except ValueError as e:  # a missing or unreadable query names itself (hawk's own errors pass as they are)
+        raise HawkError(str(e)) from None
     if args.code and not by_hand:
         make_curation_folder(Path(cfg.paths.curation) / args.code, args.code)
     print(f"search: {len(queries)} queries over {len(index)} embeddings -> {len(matches)} images in {out} "

@@ -22,8 +22,19 @@ from collections import Counter
 from pathlib import Path
 
 from hawk.errors import HawkError
-from hawk.evaluate import (build_table, compute_metrics, fit_platt, match_annotations, per_class, per_recording,
-                           plot_all, pr_points, read_annotations, threshold_curve, write_csv)
+from hawk.evaluate import (
+    build_table,
+    compute_metrics,
+    fit_platt,
+    match_annotations,
+    per_class,
+    per_recording,
+    plot_all,
+    pr_points,
+    read_annotations,
+    threshold_curve,
+    write_csv,
+)
 from hawk.fsutil import atomic_open
 from hawk.infer import Ensemble, find_recordings, score_files
 from hawk.progress import progress_bar

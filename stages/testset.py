@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from hawk.download.demo import make_soundscapes, write_annotations
+from hawk.errors import HawkError
 from stages._cli import load_config, parser, run
 
 
@@ -27,10 +28,10 @@ def main() -> None:
     elif t.kind == "local":
         src = Path(str(t.path)).expanduser()
         if not (src / "annotations.csv").is_file():
-            raise SystemExit(f"error: testset.path {src} has no annotations.csv")
+            raise HawkError(f"testset.path {src} has no annotations.csv")
         shutil.copytree(src, out, dirs_exist_ok=True)
     else:
-        raise SystemExit(f"error: testset.kind must be demo or local, not {t.kind!r}")
+        raise HawkError(f"testset.kind must be demo or local, not {t.kind!r}")
     print(f"test set in {out}")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hawk.classes import read_classes_txt
 from hawk.curation import merge_dbs
+from hawk.errors import HawkError
 from stages._cli import load_config, parser, run
 
 
@@ -21,7 +22,7 @@ def main() -> None:
     parts = [Path(cfg.paths.select) / f"{c}.db" for c in codes]
     missing = [str(p) for p in parts if not p.exists()]
     if missing:
-        raise SystemExit(f"error: no selection {', '.join(missing)}; run the select stage for those classes")
+        raise HawkError(f"no selection {', '.join(missing)}; run the select stage for those classes")
     n = merge_dbs(parts, Path(cfg.paths.train_db))
     print(f"trainset: {n} spectrograms of {len(codes)} classes in {cfg.paths.train_db}")
 

@@ -121,7 +121,9 @@ def download_class(
                 _demo(spec, source, out, opts, cap, manifest, result, today)
                 write_manifest(manifest_path, manifest.values())
                 continue
-            session = sessions.setdefault(source.kind, opts.session())
+            if source.kind not in sessions:
+                sessions[source.kind] = opts.session()
+            session = sessions[source.kind]
             listed, failure = _list(source, opts, env, session)
             if failure:
                 failures.append(f"{_label(source)} listing failed: {failure}")
