@@ -189,6 +189,22 @@ def iter_mono(
     return info, gen()
 
 
+def read_clip(path: str | Path, sample_rate: int, start: float, seconds: float) -> np.ndarray:
+    """``seconds`` of mono audio from ``start`` (clipped to the recording), decoding only up to its end."""
+    first, last = int(max(0.0, start) * sample_rate), int(max(0.0, start + seconds) * sample_rate)
+    _, blocks = iter_mono(path, sample_rate, block_seconds=10.0)
+    parts, pos = [], 0
+    for block in blocks:
+        lo, hi = max(first - pos, 0), min(last - pos, len(block))
+        if lo < hi:
+            parts.append(block[lo:hi])
+        pos += len(block)
+        if pos >= last:
+            blocks.close()  # stops decoding the rest of a long recording
+            break
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
 def read_mono(path: str | Path, sample_rate: int) -> np.ndarray:
     """Whole recording as one mono array (for short files: tests, plots, queries)."""
     _, blocks = iter_mono(path, sample_rate)

@@ -33,14 +33,31 @@ class CurationError(HawkError, ValueError):
     pass
 
 
-def parse_image_name(name: str) -> tuple[str, float]:
-    """(recording stem, offset as written) from either naming scheme."""
+@dataclass(frozen=True)
+class ImageName:
+    """What an image's name says: its recording stem and offset, and for search matches rank and distance."""
+
+    stem: str
+    offset: float
+    rank: int | None = None
+    distance: float | None = None
+
+
+def image_info(name: str) -> ImageName:
+    """Parse either naming scheme (see the module docstring)."""
     p = Path(name)
     m = _NAME.match(p.stem) if p.suffix.lower() in IMAGE_SUFFIXES else None
     if not m:
         raise CurationError(f"{name}: not a spectrogram image name ({{stem}}-{{offset}}.jpeg or "
                             "{rank}~{stem}-{offset}~{distance}.jpeg)")
-    return m["stem"], float(m["offset"])
+    return ImageName(m["stem"], float(m["offset"]), int(m["rank"]) if m["rank"] else None,
+                     float(m["dist"]) if m["dist"] else None)
+
+
+def parse_image_name(name: str) -> tuple[str, float]:
+    """(recording stem, offset as written) from either naming scheme."""
+    info = image_info(name)
+    return info.stem, info.offset
 
 
 @dataclass

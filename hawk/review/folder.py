@@ -1,0 +1,96 @@
+"""One folder of spectrogram images under review, and the only code that moves them.
+
+Rejecting moves an image into ``rejected/`` inside the folder (select reads only the folder's own
+files), undo moves it back: nothing is ever deleted, and every move is one ``rename`` on one file
+system, so it is atomic and the folder on disk is always the truth a reload shows.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from hawk.curation import IMAGE_SUFFIXES, CurationError, image_info
+from hawk.errors import HawkError
+
+REJECTED = "rejected"
+STATES = ("kept", REJECTED)
+
+
+class ReviewError(HawkError):
+    """A move the folder cannot make (unknown image, read-only folder)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    status: str  # kept | rejected
+    stem: str
+    offset: float
+    rank: int | None
+    distance: float | None
+
+
+class ImageFolder:
+    """Images of one class: ``path`` holds the kept ones, ``path/rejected`` the rejected ones.
+
+    ``recordings`` is the class's recordings folder, for the audio of each image. A folder that is a
+    pipeline output (search results) is ``writable=False``: DVC would restore any change to it."""
+
+    def __init__(self, key: str, path: Path, recordings: Path, title: str = "", writable: bool = True):
+        self.key, self.path, self.recordings = key, Path(path), Path(recordings)
+        self.title = title or key
+        self.writable = writable
+        self._lock = threading.Lock()  # one move at a time, whichever tab asks
+
+    def items(self) -> list[Item]:
+        """Every image, kept and rejected, best match first (rank, then distance, then recording and offset)."""
+        out = []
+        for status, folder in (("kept", self.path), (REJECTED, self.path / REJECTED)):
+            for p in folder.iterdir() if folder.is_dir() else []:
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                    try:
+                        info = image_info(p.name)
+                    except CurationError:
+                        continue
+                    out.append(Item(p.name, status, info.stem, info.offset, info.rank, info.distance))
+        big = float("inf")
+        return sorted(out, key=lambda i: (i.rank if i.rank is not None else big,
+                                          i.distance if i.distance is not None else big, i.stem, i.offset))
+
+    def state(self) -> dict:
+        items = self.items()
+        return {"key": self.key, "title": self.title, "writable": self.writable,
+                "kept": sum(i.status == "kept" for i in items), "rejected": sum(i.status == REJECTED for i in items),
+                "items": [asdict(i) for i in items]}
+
+    def move(self, name: str, to: str) -> Item:
+        """Move image ``name`` to ``to`` (kept or rejected); moving it where it already is does nothing,
+        so two tabs that both reject an image agree."""
+        if not self.writable:
+            raise ReviewError(f"{self.path} is a pipeline output and read-only here; curate its copy instead")
+        if to not in STATES or Path(name).name != name or name.startswith("."):
+            raise ReviewError(f"bad move of {name!r} to {to!r}")
+        where = {"kept": self.path / name, REJECTED: self.path / REJECTED / name}
+        with self._lock:
+            if not where[to].exists():
+                src = where[REJECTED if to == "kept" else "kept"]
+                if not src.exists():
+                    raise ReviewError(f"{name}: no such image in {self.path}")
+                where[to].parent.mkdir(exist_ok=True)
+                os.rename(src, where[to])
+        return next(i for i in self.items() if i.name == name)
+
+    def image_path(self, name: str) -> Path | None:
+        for p in (self.path / name, self.path / REJECTED / name):
+            if Path(name).name == name and p.is_file():
+                return p
+        return None
+
+    def recording_for(self, stem: str) -> Path | None:
+        """The recording an image names (by file stem), when there is exactly one."""
+        found = [p for p in self.recordings.iterdir() if p.stem == stem and p.is_file()] \
+            if self.recordings.is_dir() else []
+        return found[0] if len(found) == 1 else None

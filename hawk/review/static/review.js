@@ -1,0 +1,164 @@
+// The review page: a grid of spectrogram images, keyboard first. The server's folder on disk is the
+// truth: every action is sent at once, and the grid is refreshed from the server after each action and
+// every few seconds (so two tabs on one folder agree).
+"use strict";
+const $ = (id) => document.getElementById(id);
+let folder = null, state = null, selected = 0, undo = [], playingName = null;
+
+async function api(path, body) {
+  const res = await fetch(path, body ? {method: "POST", headers: {"Content-Type": "application/json"},
+                                        body: JSON.stringify(body)} : {});
+  const data = await res.json();
+  if (!res.ok) throw new Error(data.error || res.statusText);
+  return data;
+}
+
+function visible() {
+  const maxd = parseFloat($("maxdist").value), showRej = $("showrej").checked;
+  return state.items.filter((it) => (showRej || it.status === "kept") &&
+    (isNaN(maxd) || it.distance === null || it.distance <= maxd));
+}
+
+function render() {
+  const items = visible(), grid = $("grid");
+  selected = Math.max(0, Math.min(selected, items.length - 1));
+  grid.replaceChildren(...items.map((it, i) => {
+    const card = document.createElement("div");
+    card.className = "card " + it.status + (i === selected ? " selected" : "") + (it.name === playingName ? " playing" : "");
+    card.dataset.name = it.name;
+    card.dataset.status = it.status;
+    const img = document.createElement("img");
+    img.src = it.url; img.alt = it.name; img.loading = "lazy";
+    const cap = document.createElement("div");
+    cap.className = "cap";
+    const dist = it.distance === null ? "" : `d ${it.distance.toFixed(3)}`;
+    cap.innerHTML = `<span></span><span>${it.offset.toFixed(2)} s</span><span>${dist}</span>`;
+    cap.firstChild.textContent = it.stem;
+    card.append(img, cap);
+    card.addEventListener("click", () => { select(i); play(it, false); });
+    return card;
+  }));
+  $("counts").textContent = `kept ${state.kept} · rejected ${state.rejected}`;
+  $("readonly").hidden = state.writable;
+  $("title").textContent = state.title;
+  const sel = grid.children[selected];
+  if (sel) sel.scrollIntoView({block: "nearest"});
+}
+
+async function refresh() {
+  if (!folder) return;
+  const name = current() && current().name;
+  const fresh = await api(`/api/state?f=${encodeURIComponent(folder)}`);
+  if (state && JSON.stringify(fresh) === JSON.stringify(state)) return;  // nothing changed on disk
+  state = fresh;
+  const i = visible().findIndex((it) => it.name === name);
+  if (i >= 0) selected = i;
+  render();
+}
+
+function select(i) {  // moving the selection touches two cards, not the whole grid
+  const cards = $("grid").children;
+  if (cards[selected]) cards[selected].classList.remove("selected");
+  selected = Math.max(0, Math.min(cards.length - 1, i));
+  if (cards[selected]) {
+    cards[selected].classList.add("selected");
+    cards[selected].scrollIntoView({block: "nearest"});
+  }
+}
+
+function current() { return state ? visible()[selected] : null; }
+
+function clipUrl(it, long) {
+  return `/api/clip?f=${encodeURIComponent(folder)}&name=${encodeURIComponent(it.name)}${long ? "&long=1" : ""}`;
+}
+
+function play(it, long) {
+  if (!it) return;
+  const player = long ? $("longplayer") : $("player");
+  player.src = clipUrl(it, long);
+  player.play().catch((e) => message(`cannot play: ${e.message}`));
+  if (long) {
+    $("long").hidden = false;
+    $("longtitle").textContent = `${it.stem} around ${it.offset.toFixed(2)} s`;
+  } else {
+    markPlaying(it.name);
+  }
+}
+
+function markPlaying(name) {
+  playingName = name;
+  for (const c of $("grid").children) c.classList.toggle("playing", c.dataset.name === name);
+}
+
+function message(text) { $("message").textContent = text; }
+
+async function move(it, to, record = true) {
+  if (!it || it.status === to) return;
+  if (!state.writable) return message("read-only: this folder is a pipeline output");
+  try {
+    state = await api("/api/move", {f: folder, name: it.name, to});
+    if (record) undo.push({name: it.name, from: it.status});
+    message("");
+  } catch (e) {
+    message(e.message);
+    await refresh();
+    return;
+  }
+  render();
+}
+
+function columns() {
+  const cards = $("grid").children;
+  if (!cards.length) return 1;
+  const top = cards[0].offsetTop;
+  let n = 0;
+  while (n < cards.length && cards[n].offsetTop === top) n++;
+  return Math.max(1, n);
+}
+
+document.addEventListener("keydown", async (ev) => {
+  if (ev.target.tagName === "INPUT" || ev.target.tagName === "SELECT" || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const n = visible().length, it = current();
+  const step = {ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns(), ArrowUp: -columns()}[ev.key];
+  if (step !== undefined) {
+    select(selected + step);
+  } else if (ev.key === " ") {
+    play(it, false);
+  } else if (ev.key === "x") {
+    const wasLast = selected === n - 1;
+    await move(it, "rejected");
+    if (!wasLast && $("showrej").checked) select(selected + 1);
+  } else if (ev.key === "r") {
+    await move(it, "kept");
+  } else if (ev.key === "u") {
+    const last = undo.pop();
+    if (!last) return message("nothing to undo");
+    const target = state.items.find((x) => x.name === last.name);
+    await move(target, last.from, false);
+    const i = visible().findIndex((x) => x.name === last.name);
+    if (i >= 0) select(i);
+  } else if (ev.key === "o") {
+    play(it, true);
+  } else {
+    return;
+  }
+  ev.preventDefault();
+});
+
+$("player").addEventListener("ended", () => markPlaying(null));
+$("closelong").addEventListener("click", () => { $("longplayer").pause(); $("long").hidden = true; });
+$("maxdist").addEventListener("input", render);
+$("showrej").addEventListener("change", render);
+$("folder").addEventListener("change", async () => { folder = $("folder").value; undo = []; selected = 0; await refresh(); });
+document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+setInterval(() => { if (!document.hidden) refresh().catch(() => {}); }, 3000);
+
+(async () => {
+  const folders = await api("/api/folders");
+  $("folder").replaceChildren(...folders.map((f) => new Option(f.title, f.key)));
+  $("folder").hidden = folders.length < 2;
+  const want = new URLSearchParams(location.search).get("f");
+  folder = folders.some((f) => f.key === want) ? want : folders[0].key;
+  $("folder").value = folder;
+  await refresh();
+})().catch((e) => message(e.message));

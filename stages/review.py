@@ -1,0 +1,70 @@
+"""review (by hand): curate a class in the browser, keyboard first.
+
+Starts a local web server on 127.0.0.1 (a free port unless --port) and opens the page: the class's
+curation folder data/curation/<CODE>/ as a grid of spectrogram images, best match first, each with its
+recording, offset and distance. Arrows move, space plays the image's 3 s, x rejects, r restores,
+u undoes, o opens the recording around that offset; filter by distance. Rejecting moves the image
+into data/curation/<CODE>/rejected/ (nothing is deleted; select reads only the kept ones), at once.
+Then `dvc repro` reruns select for that class. A search output folder (--folder data/search/<CODE>)
+is shown read-only: it is a pipeline output, so curate its copy (python -m stages.curate) instead.
+
+    python -m stages.review --code RIWH
+    python -m stages.review --all --port 8800 --no-browser
+"""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+
+from hawk.errors import HawkError
+from hawk.review import ImageFolder, ReviewServer
+from stages._cli import class_list, load_config, parser, run, spec_settings
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--code", help="class code: review data/curation/<CODE>/")
+    p.add_argument("--all", action="store_true", help="every class that has a curation folder")
+    p.add_argument("--folder", help="another image folder under the data folder (e.g. data/search/RIWH)")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="print the address, do not open a browser")
+    args = p.parse_args()
+    cfg = load_config(args)
+    data = Path(cfg.paths.data).resolve()
+    curation, recordings = Path(cfg.paths.curation), Path(cfg.paths.recordings)
+    codes = [c.code for c in class_list(cfg)]
+    folders: list[ImageFolder] = []
+    if args.folder:
+        path = Path(args.folder).resolve()
+        if not path.is_dir() or not path.is_relative_to(data):
+            raise HawkError(f"{args.folder}: not a folder inside {cfg.paths.data}")
+        code = args.code or path.name
+        writable = path.is_relative_to(curation.resolve())
+        folders.append(ImageFolder(code, path, recordings / code, f"{code} ({args.folder})", writable))
+    elif args.all or args.code:
+        for code in codes if args.all else [args.code]:
+            if code not in codes:
+                raise HawkError(f"class {code!r} is not declared (known: {', '.join(codes)})")
+            if (curation / code).is_dir():
+                folders.append(ImageFolder(code, curation / code, recordings / code, f"{code} curation"))
+    else:
+        raise HawkError("give --code CODE, --all or --folder PATH")
+    if not folders:
+        raise HawkError(f"no curation folder in {curation}; run `python -m stages.curate --code CODE` "
+                        "(search matches) or `python -m stages.plot --code CODE --out data/curation/CODE` first")
+    s = spec_settings(cfg)
+    server = ReviewServer(folders, data, s.sample_rate, s.segment_len, port=args.port)
+    print(f"review: {', '.join(f.title for f in folders)} at {server.url} (Ctrl-C to stop)", flush=True)
+    if not args.no_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,210 @@
+"""The review page: the folder model, the server's file rules, and the page in a real browser
+(headless Chromium driven by Playwright), down to what `select` makes of the folder afterwards."""
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+import yaml
+
+from hawk.download.demo import make_demo_recordings
+from hawk.extract import extract_class
+from hawk.plot import plot_db
+from hawk.review import ImageFolder, ReviewServer
+from hawk.review.folder import ReviewError
+from hawk.spectrogram import SpecSettings
+from tests.conftest import ROOT
+
+ARTIFACTS = ROOT / "outputs" / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A project folder with one class: recordings, its database and a curation folder of plots."""
+    root = tmp_path_factory.mktemp("project")
+    rec = root / "data/recordings/RIWH"
+    rec.mkdir(parents=True)
+    make_demo_recordings(rec, "whistle", 3, seed=4)
+    extract_class(rec, root / "data/db/RIWH.db", root / "data/db/RIWH.report.csv", "Rising Whistler", "RIWH",
+                  SpecSettings(), workers=1, show_progress=False)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["classes"] = {"RIWH": params["classes"]["RIWH"]}
+    params["select"]["auto_keep"] = False
+    params["select"]["progress"] = False
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
+@pytest.fixture
+def curation(project, tmp_path):
+    """A fresh curation folder for each test."""
+    folder = project / "data/curation/RIWH"
+    shutil.rmtree(folder, ignore_errors=True)
+    plot_db(project / "data/db/RIWH.db", folder, SpecSettings())
+    return folder
+
+
+@pytest.fixture
+def server(project, curation):
+    s = ReviewServer([ImageFolder("RIWH", curation, project / "data/recordings/RIWH")], project / "data",
+                     SpecSettings().sample_rate).start()
+    yield s
+    s.stop()
+
+
+def _get(server, path):
+    host, port = server.httpd.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("GET", path)  # sent as written: no client-side clean-up of '..'
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def test_moves_are_atomic_idempotent_and_undoable(curation, project):
+    folder = ImageFolder("RIWH", curation, project / "data/recordings/RIWH")
+    first = folder.items()[0].name
+    assert folder.move(first, "rejected").status == "rejected"
+    assert folder.move(first, "rejected").status == "rejected"  # a second tab doing the same agrees
+    assert (curation / "rejected" / first).exists() and not (curation / first).exists()
+    assert folder.move(first, "kept").status == "kept" and (curation / first).exists()
+    assert not list((curation / "rejected").iterdir())
+    with pytest.raises(ReviewError, match="no such image"):
+        folder.move("nope-1.00.jpeg", "rejected")
+    with pytest.raises(ReviewError, match="bad move"):
+        folder.move("../x-1.00.jpeg", "rejected")
+    ro = ImageFolder("RIWH", curation, project / "data/recordings/RIWH", writable=False)
+    with pytest.raises(ReviewError, match="read-only"):
+        ro.move(first, "rejected")
+
+
+def test_server_serves_only_files_inside_the_data_folder(server, project, curation, tmp_path):
+    name = sorted(p.name for p in curation.glob("*.jpeg"))[0]
+    status, body = _get(server, f"/files/curation/RIWH/{name}")
+    assert status == 200 and body[:2] == b"\xff\xd8"  # a JPEG
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    (project / "data/escape").unlink(missing_ok=True)
+    (project / "data/escape").symlink_to(tmp_path)  # a symlink leading out of the tree
+    for path in ["/files/../params.yaml", "/files/curation/../../params.yaml", "/files/%2E%2E/params.yaml",
+                 "/files/curation/RIWH/..%2F..%2F..%2Fparams.yaml", f"/files/{secret}", f"/files//{secret}",
+                 "/files/escape/secret.txt", "/files/curation\\..\\..\\params.yaml"]:
+        status, body = _get(server, path)
+        assert status == 403, (path, status)
+        assert b"private" not in body and b"classes" not in body
+    assert _get(server, "/static/../server.py")[0] == 404
+
+
+def test_clip_is_the_images_audio(server, curation):
+    name = sorted(p.name for p in curation.glob("*.jpeg"))[1]
+    status, body = _get(server, f"/api/clip?f=RIWH&name={name}")
+    assert status == 200 and body[:4] == b"RIFF"
+    import io
+
+    import soundfile as sf
+
+    audio, sr = sf.read(io.BytesIO(body))
+    assert sr == SpecSettings().sample_rate and abs(len(audio) / sr - 3.0) < 0.01
+    status, body = _get(server, f"/api/clip?f=RIWH&name={name}&long=1")
+    audio, sr = sf.read(io.BytesIO(body))
+    assert len(audio) / sr > 5  # context around the offset (clipped at the recording's start)
+
+
+def _chromium():
+    for path in (os.environ.get("HAWK_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
+        if path and os.path.exists(path):
+            return path
+    return None
+
+
+@pytest.fixture
+def browser():
+    why = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        why = "playwright is not installed (make install)"
+    exe = _chromium()
+    if exe is None:
+        why = "no Chromium (apt-get install chromium, or set HAWK_CHROMIUM)"
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have a browser: {why}")
+        pytest.skip(why)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"])
+        yield b
+        b.close()
+
+
+def _counts(page):
+    return page.locator("#counts").inner_text()
+
+
+def test_curate_with_the_keyboard_in_a_browser(browser, server, curation, project):
+    n = len(list(curation.glob("*.jpeg")))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server.url)
+    page.wait_for_selector(".card")
+    assert page.locator(".card").count() == n and _counts(page) == f"kept {n} · rejected 0"
+    order = page.locator(".card").evaluate_all("cards => cards.map(c => c.dataset.name)")
+    # play one match: the clip is fetched and the player runs
+    with page.expect_response(lambda r: "/api/clip" in r.url) as resp:
+        page.keyboard.press(" ")
+    assert resp.value.status == 200 and resp.value.headers["content-type"] == "audio/wav"
+    page.wait_for_function("() => { const a = document.getElementById('player'); return a.currentTime > 0 || a.ended; }",
+                           timeout=10000)
+    # reject three with the keyboard, undo one
+    for _ in range(3):
+        page.keyboard.press("x")
+        page.wait_for_function(f"() => document.querySelectorAll('.card.rejected').length === {_ + 1}")
+    page.keyboard.press("u")
+    page.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 2")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "review.png"))
+    # a reload shows the truth on disk; so does a second tab
+    page.reload()
+    page.wait_for_selector(".card")
+    assert _counts(page) == f"kept {n - 2} · rejected 2"
+    assert sorted(p.name for p in (curation / "rejected").iterdir()) == sorted(order[:2])
+    assert len(list(curation.glob("*.jpeg"))) == n - 2 and (curation / order[2]).exists()
+    other = browser.new_page()
+    other.goto(server.url)
+    other.wait_for_selector(".card.rejected")
+    assert _counts(other) == f"kept {n - 2} · rejected 2"
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("x")  # rejected in the first tab ...
+    other.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 3", timeout=10000)
+    page.keyboard.press("u")  # ... and undone: the second tab follows
+    other.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 2", timeout=10000)
+    # select trains on the kept images only
+    r = subprocess.run([sys.executable, "-m", "stages.select", "--code", "RIWH"], cwd=project, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    import sqlite3
+
+    with sqlite3.connect(project / "data/select/RIWH.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM Spectrogram").fetchone()[0] == n - 2
+    report = (project / "data/select/RIWH.report.csv").read_text()
+    assert not any(name in report for name in order[:2])  # rejected images are not even looked at
+
+
+def test_state_api_lists_kept_and_rejected(server, curation):
+    with urllib.request.urlopen(server.url + "api/state?f=RIWH") as r:
+        state = json.load(r)
+    name = state["items"][0]["name"]
+    req = urllib.request.Request(server.url + "api/move", data=json.dumps({"f": "RIWH", "name": name,
+                                                                            "to": "rejected"}).encode(), method="POST")
+    with urllib.request.urlopen(req) as r:
+        after = json.load(r)
+    assert after["rejected"] == 1 and after["kept"] == state["kept"] - 1
+    item = next(i for i in after["items"] if i["name"] == name)
+    assert item["status"] == "rejected" and item["url"] == f"/files/curation/RIWH/rejected/{name}"
+    assert (curation / "rejected" / name).exists()
