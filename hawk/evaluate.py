@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from hawk.errors import HawkError
 from hawk.fsutil import atomic_open
@@ -186,6 +185,8 @@ def _ratio(num: int, den: int) -> float | None:
 def compute_metrics(scores: np.ndarray, truth: np.ndarray, columns: list[int], threshold: float) -> dict[str, Any]:
     """Macro and micro average precision (PR-AUC), ROC-AUC, precision and recall at ``threshold``, over
     ``columns``; macro figures use the columns that have positives."""
+    from sklearn.metrics import average_precision_score, roc_auc_score  # here: sklearn takes seconds to import
+
     s, t = scores[:, columns], truth[:, columns]
     pos = t.sum(axis=0) > 0
     out: dict[str, Any] = {"classes": len(columns), "positives": int(t.sum())}
@@ -202,6 +203,8 @@ def compute_metrics(scores: np.ndarray, truth: np.ndarray, columns: list[int], t
 
 def per_class(scores: np.ndarray, truth: np.ndarray, classes: list[tuple[str, str]], annotated: set[str],
               threshold: float) -> list[dict[str, Any]]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     rows = []
     for k, (name, code) in enumerate(classes):
         s, t = scores[:, k], truth[:, k]
@@ -229,6 +232,8 @@ def per_recording(table: Table, columns: list[int], codes: list[str], threshold:
 
 def pr_points(scores: np.ndarray, truth: np.ndarray, max_points: int = 200) -> list[dict[str, float]]:
     """Micro-averaged precision-recall curve, thinned to at most ``max_points`` for plotting."""
+    from sklearn.metrics import precision_recall_curve
+
     if truth.sum() == 0:
         return []
     p, r, th = precision_recall_curve(truth.ravel(), scores.ravel())

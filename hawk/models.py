@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import timm
 import torch
 from torch import nn
 
@@ -72,6 +71,8 @@ def create_model(name: str, num_classes: int, drop_rate: float = 0.0) -> nn.Modu
         return _hgnet(size, num_classes, drop_rate)
     if name.startswith("custom_") and name not in _TIMM_ALIASES:
         raise ValueError(f"unknown model {name!r}; custom models: {', '.join(custom_names())}")
+    import timm  # here, not at the top: timm (and the torchvision it loads) takes seconds to import
+
     timm_name = _TIMM_ALIASES.get(name, name)
     try:
         return timm.create_model(timm_name, pretrained=False, in_chans=1, num_classes=num_classes, drop_rate=drop_rate)

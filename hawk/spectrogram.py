@@ -12,11 +12,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torchaudio.functional as AF
+
+if TYPE_CHECKING:
+    import torch
 
 from hawk.settings import from_mapping
 
@@ -79,6 +80,9 @@ class SpectrogramMaker:
     """Turns a stream of mono audio blocks into normalised segment spectrograms."""
 
     def __init__(self, settings: SpecSettings, device: str = "cpu"):
+        import torch  # here, not at the top: stages that only read stored spectrograms start seconds faster
+        import torchaudio.functional as AF
+
         s = self.s = settings
         self.device = device
         pad = (s.n_fft - s.win_length) // 2
@@ -97,6 +101,8 @@ class SpectrogramMaker:
 
     def frames(self, samples: torch.Tensor) -> torch.Tensor:
         """(height, n_frames) for frames at hop spacing over ``samples`` (no centre padding)."""
+        import torch
+
         s = self.s
         x = torch.stft(samples, s.n_fft, s.hop_length, s.n_fft, self.window, center=False, return_complex=True)
         mag = x[self.lo : self.hi].abs()
@@ -115,6 +121,8 @@ class SpectrogramMaker:
         Frames are centred on multiples of the hop, exactly as torchaudio's ``center=True`` (reflect
         padding) over the whole recording, so no result depends on where block boundaries fell.
         """
+        import torch
+
         s = self.s
         half, width = s.n_fft // 2, s.spec_width
         buf = torch.zeros(0, device=self.device)
@@ -172,6 +180,8 @@ class SpectrogramMaker:
     def at(self, signal: np.ndarray, offsets: Iterable[float]) -> list[np.ndarray]:
         """Spectrograms starting at any ``offsets`` (seconds) of a whole mono signal, framed exactly as
         :meth:`segments` frames them, so a re-extracted spectrogram equals the stored one."""
+        import torch
+
         s = self.s
         half = s.n_fft // 2
         x = torch.from_numpy(np.asarray(signal, np.float32)).to(self.device)

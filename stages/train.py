@@ -18,7 +18,6 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from hawk.training.run import Tracking, TrainerSettings, TrainSettings, train, write_outputs
 from stages._cli import load_config, parser, run, tracking_path
 
 
@@ -34,6 +33,9 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def main() -> None:
     cfg = load_config(parser(__doc__).parse_args())
+    # after the arguments: Lightning takes many seconds to import, and --help should not wait for it
+    from hawk.training.run import Tracking, TrainerSettings, TrainSettings, train, write_outputs
+
     raw = OmegaConf.to_container(cfg, resolve=True)
     s = TrainSettings.from_mapping(raw["train"])
     t = TrainerSettings(**raw["trainer"])
