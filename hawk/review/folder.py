@@ -83,12 +83,6 @@ class ImageFolder:
                 os.rename(src, where[to])
         return next(i for i in self.items() if i.name == name)
 
-    def image_path(self, name: str) -> Path | None:
-        for p in (self.path / name, self.path / REJECTED / name):
-            if Path(name).name == name and p.is_file():
-                return p
-        return None
-
     def recording_for(self, stem: str) -> Path | None:
         """The recording an image names (by file stem), when there is exactly one."""
         found = [p for p in self.recordings.iterdir() if p.stem == stem and p.is_file()] \

@@ -86,9 +86,9 @@ class ReviewServer:
 
     def clip(self, key: str, name: str, long: bool) -> bytes:
         folder = self.folders[key]
-        if folder.image_path(name) is None:
+        item = next((i for i in folder.items() if i.name == name), None)
+        if item is None:
             raise ReviewError(f"{name}: no such image")
-        item = next(i for i in folder.items() if i.name == name)
         rec = folder.recording_for(item.stem)
         if rec is None:
             raise ReviewError(f"{item.stem}: no single recording of that name in {folder.recordings}")
