@@ -38,10 +38,13 @@ def read_annotations(path: str | Path) -> tuple[str, list[dict[str, str]]]:
     The kind follows from the columns (see ``KINDS``). A column of a richer kind without its partner
     (``start_time`` without ``end_time``) is an error, never a quiet fall-back to a coarser test, and
     so is any row with a missing name, a time that is not a number or an end before its start."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        cols = {c.strip() for c in reader.fieldnames or []}
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            cols = {c.strip() for c in reader.fieldnames or []}
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    except FileNotFoundError:
+        raise AnnotationError(f"{path}: no such annotations file") from None
     kind = _kind(path, cols)
     errors = []
     for i, row in enumerate(rows):
@@ -86,7 +89,7 @@ def _row_problem(kind: str, row: dict[str, str]) -> str:
     return ""
 
 
-def match_annotations(path: str | Path, rows: list[dict[str, str]], recordings: list[str], codes: list[str],
+def match_annotations(path: str | Path, rows: list[dict[str, str]], recordings: list[Path], codes: list[str],
                       ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """(rows that name a test recording and a class of the model, the others with the reason).
 

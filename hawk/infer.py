@@ -184,7 +184,7 @@ def find_recordings(source: str | Path) -> list[Path]:
     if source.is_file():
         return [source]
     if not source.is_dir():
-        raise FileNotFoundError(f"{source}: no such recording or folder")
+        raise AudioError(source, "no such recording or folder")
     return sorted(p for p in source.rglob("*") if p.is_file() and is_audio_file(p))
 
 

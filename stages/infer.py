@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from hawk.errors import HawkError
 from hawk.fsutil import atomic_open
 from hawk.infer import Ensemble, find_recordings, score_files
 from hawk.labels import make_labels, write_audacity, write_raven, write_run_csv
@@ -27,10 +26,7 @@ def main() -> None:
     cfg = load_config(parser(__doc__).parse_args())
     c = cfg.infer
     ensemble = Ensemble.load(cfg.paths.ckpt, str(c.device))
-    try:
-        files = find_recordings(c.input)
-    except FileNotFoundError as e:
-        raise HawkError(str(e)) from None
+    files = find_recordings(c.input)
     out = Path(cfg.paths.labels)
     out.mkdir(parents=True, exist_ok=True)
     for old in list(out.rglob(f"*_{c.suffix}.txt")) + list(out.rglob("*.selections.txt")):

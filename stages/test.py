@@ -21,20 +21,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from hawk.errors import HawkError
-from hawk.evaluate import (
-    build_table,
-    compute_metrics,
-    fit_platt,
-    match_annotations,
-    per_class,
-    per_recording,
-    plot_all,
-    pr_points,
-    read_annotations,
-    threshold_curve,
-    write_csv,
-)
+from hawk.evaluate import (build_table, compute_metrics, fit_platt, match_annotations, per_class, per_recording,
+                           plot_all, pr_points, read_annotations, threshold_curve, write_csv)
 from hawk.fsutil import atomic_open
 from hawk.infer import Ensemble, find_recordings, score_files
 from hawk.progress import progress_bar
@@ -44,14 +32,11 @@ from stages._cli import load_config, parser, run, tracking_path
 def main() -> None:
     cfg = load_config(parser(__doc__).parse_args())
     c = cfg.test
-    try:
-        kind, rows = read_annotations(c.annotations)  # first: a bad file fails before any model loads
-        files = find_recordings(c.recordings)
-    except FileNotFoundError as e:
-        raise HawkError(str(e)) from None
+    kind, rows = read_annotations(c.annotations)  # first: a bad file fails before any model loads
+    files = find_recordings(c.recordings)
     ensemble = Ensemble.load(cfg.paths.ckpt, str(cfg.infer.device))
     codes = ensemble.codes
-    rows, unmatched = match_annotations(c.annotations, rows, [str(p) for p in files], codes)
+    rows, unmatched = match_annotations(c.annotations, rows, files, codes)
     with progress_bar(len(files), "test", bool(c.progress)) as bar:
         scored = score_files(files, ensemble, 0.0, (float(cfg.infer.calibration.a), float(cfg.infer.calibration.b)),
                              int(cfg.infer.batch_size), int(cfg.infer.prefetch), bar)

@@ -1,6 +1,8 @@
 """Inference and testing: ensembles and their class-list checks, label formats, calibration, bad and empty
 files, and a tester that gives AP 1.0 on perfect scores and chance on shuffled ones."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -159,8 +161,8 @@ def test_unknown_recordings_and_codes_are_reported(tmp_path):
     path = _write(tmp_path / "ann.csv", "recording,species,start_time,end_time\n"
                   "S1,RIWH,1,2\nS2,RIWH,1,2\nS1,XXXX,3,4\nS1.flac,FACH,5,6\n")
     kind, rows = read_annotations(path)
-    matched, unmatched = match_annotations(path, rows, ["/t/S1.flac"], ["RIWH", "FACH"])
+    matched, unmatched = match_annotations(path, rows, [Path("/t/S1.flac")], ["RIWH", "FACH"])
     assert [r["line"] for r in matched] == ["2", "5"]
     assert [(u["line"], u["reason"]) for u in unmatched] == [("3", "unknown recording"), ("4", "unknown class code")]
     with pytest.raises(AnnotationError, match="none of its 4 rows"):
-        match_annotations(path, rows, ["/t/OTHER.flac"], ["RIWH"])
+        match_annotations(path, rows, [Path("/t/OTHER.flac")], ["RIWH"])

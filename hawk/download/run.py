@@ -184,12 +184,13 @@ def _demo(spec: ClassSpec, source: Source, out: Path, opts: DownloadOptions, cap
           manifest: dict[str, dict[str, Any]], result: DownloadResult, today: str) -> None:
     seed = opts.demo_seed * 100 + zlib.crc32(spec.code.encode()) % 97
     for row in demo.make_demo_recordings(out, source.get("call"), min(cap - result.total, opts.demo_recordings), seed):
-        if row["file"] in manifest and (out / str(row["file"])).exists():
+        name = str(row["file"])
+        old = manifest.get(name, {})
+        if old and (out / name).exists():
             result.already_there += 1
         else:
             result.fetched += 1
-        manifest[str(row["file"])] = {**manifest.get(str(row["file"]), {}), **row,
-                                      "downloaded": manifest.get(str(row["file"]), {}).get("downloaded") or today}
+        manifest[name] = {**old, **row, "downloaded": old.get("downloaded") or today}
 
 
 def _list(source: Source, opts: DownloadOptions, env: dict[str, str], session: PoliteSession,

@@ -127,7 +127,7 @@ def inaturalist(
     come: a short page proves nothing, since the server may cap ``per_page`` below what was asked."""
     url = base_url.rstrip("/") + "/v1/observations"
     id_above, seen, total = 0, 0, None
-    while total is None or seen < total:
+    while total is None or seen < total:  # total: observations the first page says there are
         params = {"taxon_name": taxon, "sounds": "true", "per_page": per_page, "order_by": "id", "order": "asc",
                   "id_above": id_above}
         if quality_grade:
@@ -142,7 +142,7 @@ def inaturalist(
             try:
                 total = int(data.get("total_results"))
             except (TypeError, ValueError):
-                total = 1 << 62  # not given: page until an empty page
+                total = float("inf")  # not given: page until an empty page
         seen += len(results)
         for obs in results:
             yield from _inat_records(obs, taxon, exclude_licenses)
