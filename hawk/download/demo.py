@@ -27,7 +27,8 @@ FORMATS = (
 Synth = Callable[[np.random.Generator, int], np.ndarray]
 
 
-def _tone(freqs: np.ndarray, sr: int, harmonics: float = 0.25) -> np.ndarray:
+def tone(freqs: np.ndarray, sr: int, harmonics: float = 0.25) -> np.ndarray:
+    """A Hann-enveloped tone following ``freqs`` (Hz per sample), with a second harmonic."""
     phase = 2 * np.pi * np.cumsum(freqs) / sr
     env = np.hanning(len(freqs))
     return env * (np.sin(phase) + harmonics * np.sin(2 * phase))
@@ -36,7 +37,7 @@ def _tone(freqs: np.ndarray, sr: int, harmonics: float = 0.25) -> np.ndarray:
 def _whistle(rng: np.random.Generator, sr: int) -> np.ndarray:
     n = int(sr * rng.uniform(0.35, 0.6))
     f0 = rng.uniform(1800, 2400)
-    return _tone(np.linspace(f0, f0 * rng.uniform(1.6, 1.9), n), sr)
+    return tone(np.linspace(f0, f0 * rng.uniform(1.6, 1.9), n), sr)
 
 
 def _chirp(rng: np.random.Generator, sr: int) -> np.ndarray:
@@ -44,7 +45,7 @@ def _chirp(rng: np.random.Generator, sr: int) -> np.ndarray:
     f0 = rng.uniform(6000, 7000)
     for _ in range(rng.integers(3, 6)):
         n = int(sr * rng.uniform(0.06, 0.09))
-        out += [_tone(np.linspace(f0, f0 * 0.5, n), sr), np.zeros(int(sr * rng.uniform(0.05, 0.09)))]
+        out += [tone(np.linspace(f0, f0 * 0.5, n), sr), np.zeros(int(sr * rng.uniform(0.05, 0.09)))]
     return np.concatenate(out)
 
 
@@ -53,7 +54,7 @@ def _trill(rng: np.random.Generator, sr: int) -> np.ndarray:
     rate = rng.uniform(16, 22)
     out = []
     for _ in range(int(rate * rng.uniform(0.8, 1.3))):
-        out += [_tone(np.full(int(sr * 0.5 / rate), f), sr, 0.1), np.zeros(int(sr * 0.5 / rate))]
+        out += [tone(np.full(int(sr * 0.5 / rate), f), sr, 0.1), np.zeros(int(sr * 0.5 / rate))]
     return np.concatenate(out)
 
 
@@ -61,14 +62,14 @@ def _warble(rng: np.random.Generator, sr: int) -> np.ndarray:
     n = int(sr * rng.uniform(0.7, 1.0))
     t = np.arange(n) / sr
     centre, depth, rate = rng.uniform(2800, 3300), rng.uniform(500, 800), rng.uniform(7, 10)
-    return _tone(centre + depth * np.sin(2 * np.pi * rate * t), sr, 0.4)
+    return tone(centre + depth * np.sin(2 * np.pi * rate * t), sr, 0.4)
 
 
 def _song(rng: np.random.Generator, sr: int) -> np.ndarray:
     hi, lo = rng.uniform(3800, 4200), rng.uniform(2500, 2800)
     note = int(sr * rng.uniform(0.18, 0.25))
     gap = np.zeros(int(sr * 0.08))
-    return np.concatenate([_tone(np.full(note, hi), sr), gap, _tone(np.full(note, lo), sr)] * 2)
+    return np.concatenate([tone(np.full(note, hi), sr), gap, tone(np.full(note, lo), sr)] * 2)
 
 
 def _noise(rng: np.random.Generator, sr: int) -> np.ndarray:
@@ -98,13 +99,15 @@ SYNTHS: dict[str, Synth] = {
 }
 
 
-def _background(rng: np.random.Generator, n: int, level: float) -> np.ndarray:
+def background(rng: np.random.Generator, n: int, level: float) -> np.ndarray:
+    """White plus pink-ish noise at roughly ``level`` RMS."""
     pink = np.cumsum(rng.standard_normal(n)) * 0.002
     pink -= np.convolve(pink, np.ones(512) / 512, mode="same")
     return level * (rng.standard_normal(n) * 0.3 + pink)
 
 
-def _place(signal: np.ndarray, call: np.ndarray, at: int, gain: float) -> None:
+def place(signal: np.ndarray, call: np.ndarray, at: int, gain: float) -> None:
+    """Add ``call`` x ``gain`` into ``signal`` at sample ``at``, cut at the end."""
     end = min(len(signal), at + len(call))
     signal[at:end] += gain * call[: end - at]
 
@@ -115,10 +118,10 @@ def synth_recording(call: str, seed: int, seconds: float, sr: int) -> np.ndarray
         raise ValueError(f"unknown demo call {call!r}; expected one of {', '.join(CALLS)}")
     rng = np.random.default_rng(seed)
     n = int(seconds * sr)
-    signal = _background(rng, n, rng.uniform(0.01, 0.03))
+    signal = background(rng, n, rng.uniform(0.01, 0.03))
     t = rng.uniform(0.1, 0.8)
     while t < seconds - 0.5:
-        _place(signal, SYNTHS[call](rng, sr), int(t * sr), rng.uniform(0.15, 0.5))
+        place(signal, SYNTHS[call](rng, sr), int(t * sr), rng.uniform(0.15, 0.5))
         t += rng.uniform(1.0, 2.5)
     return (signal / max(1.0, np.abs(signal).max() / 0.9)).astype(np.float32)
 
@@ -183,13 +186,13 @@ def make_soundscapes(
     codes = sorted(calls)
     for i in range(count):
         rng = np.random.default_rng(seed * 7919 + i)
-        signal = _background(rng, int(seconds * sr), 0.02)
+        signal = background(rng, int(seconds * sr), 0.02)
         t = rng.uniform(0.2, 1.0)
         stem = f"SOUNDSCAPE{i:02d}"
         while t < seconds - 3.0:
             code = codes[int(rng.integers(len(codes)))]
             call = SYNTHS[calls[code]](rng, sr)
-            _place(signal, call, int(t * sr), rng.uniform(0.2, 0.5))
+            place(signal, call, int(t * sr), rng.uniform(0.2, 0.5))
             annotations.append((stem, code, round(t, 3), round(t + len(call) / sr, 3)))
             t += len(call) / sr + rng.uniform(0.5, 3.0)
         write_audio(out_dir / f"{stem}.flac", (signal / max(1.0, np.abs(signal).max() / 0.9)).astype(np.float32), sr)

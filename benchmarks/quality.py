@@ -1,0 +1,153 @@
+"""hawk's defaults on the realistic benchmark kit, the way a new user would run them.
+
+Writes the kit (benchmarks/kit.py), copies the project into a clean folder (a fresh git repository,
+no outputs), declares the kit's classes as local sources and its soundscapes as the test set, runs
+`dvc repro` with the defaults (plus any --set overrides) and prints:
+- per-sound, per-minute and per-recording macro AP on the annotated test soundscapes;
+- the wall time of every stage (summed over classes);
+- with unattended curation: how many spectrograms it dropped, and how many of those held a call of
+  their class (the kit knows where every call is).
+
+    python benchmarks/quality.py [--work /tmp/hawk-quality] [--set select.activity.enabled=false ...]
+                                 [--json results.json] [--recordings 7 --soundscapes 12]
+
+It is a benchmark, run by hand (about 10-30 minutes on 2 cores), not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from kit import make_kit  # noqa: E402
+
+COPY = ("hawk", "stages", "conf", "dvc.yaml", ".dvcignore", ".dvc/config", "pyproject.toml")
+
+
+def sh(cwd: Path, *cmd: str, stream: bool = False) -> tuple[str, dict[str, float]]:
+    """Run a command; with ``stream``, time every DVC stage from its 'Running stage' line."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="q", GIT_AUTHOR_EMAIL="q@q", GIT_COMMITTER_NAME="q",
+               GIT_COMMITTER_EMAIL="q@q")
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, times = [], defaultdict(float)
+    stage, since = None, time.perf_counter()
+    for line in proc.stdout:
+        lines.append(line)
+        m = re.search(r"Running stage '([^'@]+)", line)
+        if m:
+            now = time.perf_counter()
+            if stage:
+                times[stage] += now - since
+            stage, since = m[1], now
+        if stream and m:
+            print(f"  {line.strip()}", flush=True)
+    proc.wait()
+    if stage:
+        times[stage] += time.perf_counter() - since
+    out = "".join(lines)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out[-4000:]}")
+    return out, dict(times)
+
+
+def project(work: Path, kit: Path, overrides: list[str]) -> Path:
+    repo = work / "project"
+    if repo.exists():
+        shutil.rmtree(repo)
+    for name in COPY:
+        src, dst = ROOT / name, repo / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst)
+    shutil.copy(kit / "classes.yaml", repo / "conf" / "classes" / "kit.yaml")
+    sh(repo, sys.executable, "-m", "stages.compose", "classes=kit", "search=default", "select=default",
+       "testset.kind=local", f"testset.path={kit / 'test'}", *overrides)
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "quality benchmark project")
+    return repo
+
+
+def coarser(per_sound: Path, out: Path) -> tuple[Path, Path]:
+    """Per-minute and per-recording annotation files from the per-sound ones."""
+    with open(per_sound, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    minutes = sorted({(r["recording"], int(float(r["start_time"]) // 60), r["species"]) for r in rows})
+    recs = sorted({(r["recording"], r["species"]) for r in rows})
+    pm, pr = out / "per_minute.csv", out / "per_recording.csv"
+    with open(pm, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("recording", "minute", "species"), *minutes])
+    with open(pr, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("recording", "species"), *recs])
+    return pm, pr
+
+
+def dropped_calls(repo: Path, truth_csv: Path, segment: float = 3.0, min_overlap: float = 0.3) -> dict[str, int]:
+    """Spectrograms unattended curation dropped, and how many held a call of their class."""
+    calls = defaultdict(list)
+    with open(truth_csv, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            if r["focal"] == "1":
+                calls[r["file"]].append((float(r["start"]), float(r["end"])))
+    dropped = held = 0
+    for listing in (repo / "data" / "dropped").glob("*/dropped.csv"):
+        with open(listing, newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                dropped += 1
+                o = float(r["offset"])
+                held += any(min(b, o + segment) - max(a, o) >= min(min_overlap, b - a) for a, b in calls[r["file"]])
+    return {"dropped": dropped, "dropped_holding_a_call": held}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", type=Path, default=Path("/tmp/hawk-quality"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="a Hydra override (repeatable)")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--recordings", type=int, default=7)
+    p.add_argument("--soundscapes", type=int, default=12)
+    args = p.parse_args()
+    work = args.work.resolve()
+    kit = work / "kit"
+    if not (kit / "classes.yaml").exists():
+        print("kit:", make_kit(kit, args.recordings, args.soundscapes))
+    repo = project(work, kit, args.overrides)
+    start = time.perf_counter()
+    _, times = sh(repo, "dvc", "repro", stream=True)
+    total = time.perf_counter() - start
+    pm, pr = coarser(kit / "test" / "annotations.csv", work)
+    ap = {"per_sound": json.loads((repo / "metrics" / "test.json").read_text())["annotated"]["macro_ap"]}
+    for kind, ann in (("per_minute", pm), ("per_recording", pr)):
+        sh(repo, sys.executable, "-m", "stages.test", f"test.annotations={ann}", f"paths.metrics={work / kind}",
+           "test.progress=false")
+        ap[kind] = json.loads((work / kind / "test.json").read_text())["annotated"]["macro_ap"]
+    per_class = list(csv.DictReader(open(repo / "metrics" / "test_per_class.csv", encoding="utf-8")))
+    train = json.loads((repo / "metrics" / "train.json").read_text())
+    result = {"overrides": args.overrides, "macro_ap": ap, "wall_seconds": round(total),
+              "stage_seconds": {k: round(v) for k, v in times.items()},
+              "train_spectrograms_per_s": train.get("spectrograms_per_s"),
+              "per_class_ap": {r["code"]: r.get("ap") for r in per_class if r.get("annotated") in ("True", "true", "1")},
+              **dropped_calls(repo, kit / "truth.csv")}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
