@@ -95,3 +95,30 @@ def plot_db(db_path: str | Path, out_dir: str | Path, settings: SpecSettings, nu
 
 def write_images(items: Iterable[tuple[str, float, np.ndarray]], out: Path, renderer: SpecRenderer) -> list[Path]:
     return [renderer.save(spec, out / image_name(filename, offset)) for filename, offset, spec in items]
+
+
+def write_dropped(out: Path, dropped: list[tuple[str, float, float]], class_db: Path, settings: SpecSettings) -> int:
+    """Unattended curation's dropped spectrograms, for a person to look through: one image each plus
+    ``dropped.csv`` (file, offset, activity_db, image), written to a fresh folder swapped into place."""
+    import csv
+    import shutil
+
+    tmp = out.with_name(f".{out.name}.part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    want = {(f, o): a for f, o, a in dropped}
+    renderer = SpecRenderer(settings) if want else None
+    rows = []
+    with SpecDB(class_db) as db:
+        for r in db.spectrograms():
+            if (r.filename, r.offset) in want:
+                name = image_name(r.filename, r.offset)
+                renderer.save(decode(r.value, settings.spec_height, settings.spec_width), tmp / name)
+                rows.append((r.filename, r.offset, want[(r.filename, r.offset)], name))
+    with open(tmp / "dropped.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "offset", "activity_db", "image"])
+        w.writerows(rows)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return len(rows)

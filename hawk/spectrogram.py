@@ -176,6 +176,22 @@ class SpectrogramMaker:
         compute(final=True)
         yield from emit()
 
+    def whole(self, signal: np.ndarray) -> np.ndarray:
+        """Un-normalised (height, frames) magnitudes of a whole mono signal, framed as :meth:`at` frames
+        it (frame i centred on sample i x hop), computed in blocks of ``block_seconds``."""
+        import torch
+
+        s = self.s
+        half = s.n_fft // 2
+        x = torch.from_numpy(np.asarray(signal, np.float32)).to(self.device)
+        if len(x) <= half:
+            raise ValueError(f"signal of {len(x)} samples is shorter than half an FFT window")
+        n_frames = len(x) // s.hop_length + 1
+        padded = torch.nn.functional.pad(x[None, None], (half, half), mode="reflect")[0, 0]
+        step = max(1, int(s.block_seconds * s.sample_rate / s.hop_length))
+        parts = [self.frames(padded[f * s.hop_length : (min(f + step, n_frames) - 1) * s.hop_length + s.n_fft])
+                 for f in range(0, n_frames, step)]
+        return torch.cat(parts, dim=1).cpu().numpy()
 
     def at(self, signal: np.ndarray, offsets: Iterable[float]) -> list[np.ndarray]:
         """Spectrograms starting at any ``offsets`` (seconds) of a whole mono signal, framed exactly as

@@ -1,12 +1,16 @@
 """select: the class's training spectrograms, data/select/<CODE>.db (the seed's extract_by_image.py).
 
-Reads the images you kept in data/curation/<CODE>/ (either naming scheme: plots or search results),
-finds each one's recording and exact offset, and extracts those spectrograms again from the audio
-with the current audio.* settings. Recordings that dedup left out are skipped, as are images naming
-nothing in the class database; data/select/<CODE>.report.csv lists every skipped image and why.
-
-With `select.auto_keep=true` (the demo) no hand work is needed: every search match within
-`select.max_distance` is kept, and a class without search queries keeps all its spectrograms.
+Per class, the first rule that applies (see conf/select/default.yaml):
+1. `select.auto_keep=true` and search queries: every match within `select.max_distance` (the demo);
+2. images in data/curation/<CODE>/ (either naming scheme: plots or search results), or queries
+   without auto_keep: the images you kept;
+3. unattended curation: every segment whose loudest sound stands `select.unattended.min_activity_db`
+   above its recording's own background (Noise and Other keep everything). What it drops is drawn in
+   data/dropped/<CODE>/ with dropped.csv; images you put in data/curation/<CODE>/restored/ (the review
+   page's `r` key) are kept whatever their activity.
+Each kept spectrogram is extracted again from the audio at its exact offset with the current audio.*
+settings. Recordings that dedup left out are skipped, as are images naming nothing in the class
+database; data/select/<CODE>.report.csv lists every skipped input and why.
 
     python -m stages.select --code RIWH
 """
@@ -15,9 +19,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hawk.curation import build_db, images_in, resolve
+from hawk.activity import pick_active
+from hawk.curation import Picks, build_db, images_in, resolve
 from hawk.db import SpecDB
 from hawk.dedup import read_exclude
+from hawk.plot import write_dropped
 from hawk.reports import write_skip_report
 from hawk.search import read_matches
 from stages._cli import class_stage, run, spec_settings
@@ -25,28 +31,38 @@ from stages._cli import class_stage, run, spec_settings
 
 def main() -> None:
     cfg, spec = class_stage(__doc__)
-    code = spec.code
+    code, sel = spec.code, cfg.select
     class_db = Path(cfg.paths.db) / f"{code}.db"
+    rec_dir = Path(cfg.paths.recordings) / code
+    settings = spec_settings(cfg)
     with SpecDB(class_db) as db:
         stored = db.offsets()
     exclude = {f for c, f in read_exclude(Path(cfg.paths.dedup) / "exclude.csv") if c == code}
-    if cfg.select.auto_keep:
-        matches_csv = Path(cfg.paths.search) / code / "matches.csv"
-        if cfg.search.queries.get(code):
-            items = [(m["image"], m["file"], float(m["offset"])) for m in read_matches(matches_csv)
-                     if float(m["distance"]) <= float(cfg.select.max_distance) and m["class"] in ("", code)]
-            how = f"search matches within distance {cfg.select.max_distance}"
-        else:
-            items = [(f"{f}@{o}", f, o) for f, offs in stored.items() for o in offs]
-            how = "all spectrograms (no search queries for this class)"
+    folder = Path(cfg.paths.curation) / code
+    queries, kept_images = cfg.search.queries.get(code), images_in(folder)
+    dropped: list[tuple[str, float, float]] = []
+    if sel.auto_keep and queries:
+        items = [(m["image"], m["file"], float(m["offset"])) for m in read_matches(Path(cfg.paths.search) / code /
+                 "matches.csv") if float(m["distance"]) <= float(sel.max_distance) and m["class"] in ("", code)]
+        picks, how = resolve(items, stored, exclude), f"search matches within distance {sel.max_distance}"
+    elif kept_images or queries:
+        picks, how = resolve(kept_images, stored, exclude), f"images in {folder}"
+    elif not sel.unattended.enabled or code in sel.unattended.keep_all:
+        picks = resolve([(f"{f}@{o}", f, o) for f, offs in stored.items() for o in offs], stored, exclude)
+        how = "all spectrograms"
     else:
-        folder = Path(cfg.paths.curation) / code
-        items = images_in(folder)
-        how = f"images in {folder}"
-    picks = resolve(items, stored, exclude)
+        restored = resolve(images_in(folder / "restored"), stored, exclude)
+        active = pick_active({f: o for f, o in stored.items() if f not in exclude}, rec_dir, settings,
+                             float(sel.unattended.min_activity_db), restored.offsets,
+                             show_progress=bool(sel.progress), label=code)
+        dropped = active.dropped
+        picks = Picks(active.kept, restored.skipped + active.skipped)
+        how = (f"unattended: activity >= {sel.unattended.min_activity_db} dB, {len(dropped)} dropped, "
+               f"{sum(map(len, restored.offsets.values()))} restored by you")
     out = Path(cfg.paths.select)
-    res = build_db(out / f"{code}.db", picks.offsets, Path(cfg.paths.recordings) / code, class_db,
-                   spec_settings(cfg), spec.name, code, str(cfg.extract.category), bool(cfg.select.progress))
+    res = build_db(out / f"{code}.db", picks.offsets, rec_dir, class_db, settings, spec.name, code,
+                   str(cfg.extract.category), bool(sel.progress))
+    write_dropped(Path(cfg.paths.dropped) / code, dropped, class_db, settings)
     write_skip_report(out / f"{code}.report.csv", picks.skipped + res.skipped)
     print(f"{code}: {res.spectrograms} spectrograms from {res.recordings} recordings ({how}); "
           f"{len(picks.skipped) + len(res.skipped)} skipped, see {out / f'{code}.report.csv'}")

@@ -1,0 +1,75 @@
+"""How far the loudest sound of each segment stands above its own recording's background.
+
+Unattended curation needs to tell a segment with a call from one of background only, without a
+model. A recording's background is, per frequency band, a low percentile of its frames over the
+whole recording (birds sing in bouts, so most frames of any one band are background). A segment's
+activity is the largest excess over that background, in dB, anywhere in the segment, after a small
+time-frequency smoothing so one noisy cell is not a call. A 20-ms chip counts as much as a long song.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hawk.audio import AudioError, read_mono
+from hawk.progress import progress
+from hawk.spectrogram import SpecSettings, SpectrogramMaker
+
+
+def _smooth(x: np.ndarray, bands: int, frames: int) -> np.ndarray:
+    """Moving average over ``bands`` x ``frames`` (edges averaged over what exists)."""
+    from scipy.ndimage import uniform_filter
+
+    return uniform_filter(x, size=(bands, frames), mode="nearest")
+
+
+def segment_activity(maker: SpectrogramMaker, signal: np.ndarray, offsets: Iterable[float],
+                     percentile: float = 20.0, bands: int = 3, frames: int = 3) -> np.ndarray:
+    """Activity in dB of the segments at ``offsets`` (seconds) of a mono ``signal`` at the maker's rate."""
+    s = maker.s
+    mag = maker.whole(signal)
+    level = 20 * np.log10(_smooth(mag, bands, frames) + 1e-9)
+    excess = (level - np.percentile(level, percentile, axis=1, keepdims=True)).max(axis=0)  # per frame
+    out = []
+    for o in offsets:
+        f = int(round(o * s.sample_rate / s.hop_length))
+        seg = excess[max(0, f) : f + s.spec_width]
+        out.append(float(seg.max()) if len(seg) else 0.0)
+    return np.asarray(out, np.float32)
+
+
+@dataclass
+class Unattended:
+    """What unattended curation chose: kept offsets per file, dropped (file, offset, activity dB), and
+    recordings that could not be read (file, reason)."""
+
+    kept: dict[str, list[float]] = field(default_factory=dict)
+    dropped: list[tuple[str, float, float]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def pick_active(stored: dict[str, list[float]], rec_dir: Path, settings: SpecSettings, min_db: float,
+                restored: dict[str, list[float]] | None = None, percentile: float = 20.0,
+                show_progress: bool = True, label: str = "") -> Unattended:
+    """Keep the stored segments whose activity is at least ``min_db``; ``restored`` ones (a person's
+    choice) are kept whatever their activity."""
+    maker = SpectrogramMaker(settings)
+    restored = restored or {}
+    out = Unattended()
+    for fname, offsets in progress(stored.items(), len(stored), f"activity {label}".strip(), show_progress):
+        try:
+            act = segment_activity(maker, read_mono(rec_dir / fname, settings.sample_rate), offsets, percentile)
+        except (AudioError, OSError, ValueError) as e:
+            out.skipped.append((fname, str(e)))
+            continue
+        keep = set(restored.get(fname, ()))
+        for o, a in zip(offsets, act):
+            if a >= min_db or o in keep:
+                out.kept.setdefault(fname, []).append(o)
+            else:
+                out.dropped.append((fname, o, round(float(a), 1)))
+    return out

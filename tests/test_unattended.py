@@ -1,0 +1,73 @@
+"""Unattended curation: segments with no sound above the recording's background are dropped, listed
+with images, and a person's restored image is kept from then on. The real select stage on real audio."""
+
+import csv
+import shutil
+
+import numpy as np
+
+from hawk.activity import segment_activity
+from hawk.db import SpecDB
+from hawk.download.demo import SYNTHS, background, place, write_audio
+from hawk.extract import extract_class
+from hawk.spectrogram import SpecSettings, SpectrogramMaker
+from tests.test_cli_errors import project, stage
+
+SR = 37120
+CALLS = (0.5, 1.8, 3.0, 4.2, 11.0, 12.2, 13.4)  # a bout, a 6-s pause, a bout
+
+
+def planted(seed: int = 0) -> np.ndarray:
+    """16 s: whistles at CALLS over noise; the segments at 6.0 and 7.5 s hold none."""
+    rng = np.random.default_rng(seed)
+    x = background(rng, 16 * SR, 0.02)
+    for t in CALLS:
+        place(x, SYNTHS["whistle"](rng, SR), int(t * SR), 0.3)
+    return (x / np.abs(x).max() * 0.9).astype(np.float32)
+
+
+def test_activity_separates_calls_from_background():
+    act = segment_activity(SpectrogramMaker(SpecSettings()), planted(), [0.0, 1.5, 6.0, 7.5, 12.0])
+    assert min(act[[0, 1, 4]]) > 25 and max(act[[2, 3]]) < 15, act
+
+
+def dropped_rows(root):
+    with open(root / "data" / "dropped" / "RIWH" / "dropped.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def kept(root):
+    with SpecDB(root / "data" / "select" / "RIWH.db") as db:
+        return db.offsets()["r1.wav"]
+
+
+def test_select_drops_a_silent_segment_and_keeps_a_restored_one(tmp_path):
+    root = project(tmp_path, search={"queries": {}})
+    rec = root / "data" / "recordings" / "RIWH"
+    rec.mkdir(parents=True)
+    write_audio(rec / "r1.wav", planted(), SR)
+    (root / "data" / "db").mkdir(parents=True)
+    extract_class(rec, root / "data" / "db" / "RIWH.db", root / "data" / "db" / "RIWH.report.csv",
+                  "Rising Whistler", "RIWH", SpecSettings(), workers=1, show_progress=False)
+
+    r = stage(root, "stages.select", "--code", "RIWH", "select.progress=false")
+    assert r.returncode == 0, r.stderr
+    assert "unattended" in r.stdout and "2 dropped" in r.stdout, r.stdout
+    rows = dropped_rows(root)
+    assert [float(x["offset"]) for x in rows] == [6.0, 7.5]
+    assert all((root / "data" / "dropped" / "RIWH" / x["image"]).is_file() for x in rows)
+    assert 6.0 not in kept(root) and {0.0, 1.5, 12.0} <= set(kept(root))
+
+    restored = root / "data" / "curation" / "RIWH" / "restored"
+    restored.mkdir(parents=True)
+    shutil.copy(root / "data" / "dropped" / "RIWH" / rows[0]["image"], restored)
+    for _ in range(2):  # and again: the person's choice stays
+        r = stage(root, "stages.select", "--code", "RIWH", "select.progress=false")
+        assert r.returncode == 0, r.stderr
+        assert "1 dropped, 1 restored by you" in r.stdout, r.stdout
+        assert 6.0 in kept(root) and 7.5 not in kept(root)
+        assert [float(x["offset"]) for x in dropped_rows(root)] == [7.5]
+
+    r = stage(root, "stages.select", "--code", "RIWH", "select.progress=false", "select.unattended.enabled=false")
+    assert r.returncode == 0 and "all spectrograms" in r.stdout, r.stdout + r.stderr
+    assert 7.5 in kept(root) and dropped_rows(root) == []
