@@ -137,7 +137,8 @@ def main() -> None:
         sh(repo, sys.executable, "-m", "stages.test", f"test.annotations={ann}", f"paths.metrics={work / kind}",
            "test.progress=false")
         ap[kind] = json.loads((work / kind / "test.json").read_text())["annotated"]["macro_ap"]
-    per_class = list(csv.DictReader(open(repo / "metrics" / "test_per_class.csv", encoding="utf-8")))
+    with open(repo / "metrics" / "test_per_class.csv", newline="", encoding="utf-8") as f:
+        per_class = list(csv.DictReader(f))
     train = json.loads((repo / "metrics" / "train.json").read_text())
     result = {"overrides": args.overrides, "macro_ap": ap, "wall_seconds": round(total),
               "stage_seconds": {k: round(v) for k, v in times.items()},

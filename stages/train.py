@@ -1,7 +1,8 @@
 """train: a model (per fold) from the training set, the seed's train.py, with Lightning and timm.
 
-Checkpoints of the last train.save_last_n epochs go to models/ckpt/ (each carries its classes, audio
-settings and the hashes of its training data; infer ensembles them all). Metrics go to
+The weights of the last train.save_last_n epochs are averaged into one checkpoint in models/ckpt/
+(train.average=false: one checkpoint per epoch, HawkEars' way); each carries its classes, audio
+settings and the hashes of its training data, and infer ensembles every checkpoint there (folds). Metrics go to
 metrics/train.json (`dvc exp show`), per-epoch curves to metrics/train_epochs.csv (`dvc plots show`)
 and metrics/train_curves.png; every run is logged to MLflow (`mlflow ui --backend-store-uri
 sqlite:///mlflow.db`) and TensorBoard (`tensorboard --logdir logs`).

@@ -34,7 +34,7 @@ def specset(train_db, tmp_path_factory) -> Path:
 
 def tiny(**kw) -> TrainSettings:
     base = dict(model_name="custom_hgnet_1", num_epochs=2, batch_size=16, num_workers=0, val_portion=0.25,
-                save_last_n=2)
+                save_last_n=2, average=False)
     return TrainSettings(**{**base, **kw})
 
 
@@ -126,6 +126,27 @@ def test_train_checkpoints_tracking_and_determinism(specset, tmp_path):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)  # same seed, same machine: same weights
 
 
+def test_averaged_checkpoint_is_the_mean_of_the_last_epochs_and_scores(specset, tmp_path):
+    from hawk.infer import Ensemble
+
+    (per_epoch,), _ = run(specset, tmp_path / "a", tiny())
+    (avg,), _ = run(specset, tmp_path / "b", tiny(average=True))
+    assert [p.name for p in avg.checkpoints] == ["custom_hgnet_1-avg2.ckpt"]
+    e1, e2 = (load_checkpoint(p)["state_dict"] for p in per_epoch.checkpoints)
+    ckpt = load_checkpoint(avg.checkpoints[0])
+    w = ckpt["state_dict"]
+    assert ckpt["extra"]["averaged_epochs"] == [1, 2]
+    weights = [k for k in w if k.endswith("conv.weight") or k.endswith("fc.weight")]
+    assert weights and all(torch.allclose(w[k], (e1[k] + e2[k]) / 2, atol=1e-6) for k in weights)
+    assert not torch.equal(w[weights[0]], e2[weights[0]])
+    means = [k for k in w if k.endswith("running_mean")]  # batch norm re-estimated for the averaged weights
+    assert means and any(not torch.allclose(w[k], (e1[k] + e2[k]) / 2) for k in means)
+    ens = Ensemble.load(avg.checkpoints[0], "cpu")
+    x = np.stack([SpecSet.open(specset).read(i) for i in range(4)])
+    scores = ens.scores(x)
+    assert scores.shape == (4, 3) and np.isfinite(scores).all() and len(ens.paths) == 1
+
+
 def test_transfer_learning_new_head_and_frozen_backbone(specset, train_db, tmp_path):
     (base,), _ = run(specset, tmp_path / "base", tiny(num_epochs=1, save_last_n=1, val_portion=0.0))
     two = tmp_path / "two"
@@ -161,6 +182,6 @@ def test_ddp_on_two_cpu_processes(specset, tmp_path):
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "distributed_backend=gloo" in out.stderr and "All distributed processes registered" in out.stderr
-    assert [p.name for p in (project / "ckpt").iterdir()] == ["custom_hgnet_1-e01.ckpt"]
+    assert [p.name for p in (project / "ckpt").iterdir()] == ["custom_hgnet_1-avg1.ckpt"]  # the default: averaged
     assert json.loads((project / "metrics" / "train.json").read_text())["val_macro_ap"] is not None
     shutil.rmtree(project)

@@ -37,6 +37,35 @@ def average_precisions(scores: np.ndarray, targets: np.ndarray) -> tuple[float, 
     return macro, micro
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, loader: Any, batches: int) -> None:
+    """Re-estimate batch-norm statistics as a plain average over un-augmented training batches.
+
+    BN keeps an exponential average with momentum 0.1 that starts from variance 1; after only a
+    few dozen steps (a small class set) it still remembers that start, and eval-mode predictions
+    are poor. A fresh average over up to ``batches`` batches fixes that, and changes little on long
+    runs. Averaged weights (SWA) need it too: the average of BN statistics is not the statistics
+    of the averaged weights.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or batches <= 0:
+        return
+    was_training = model.training
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    device = next(model.parameters()).device
+    for i, (x, _) in enumerate(loader):
+        if i >= batches:
+            break
+        model(x.to(device))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was_training)
+
+
 class Classifier(L.LightningModule):
     def __init__(self, model: nn.Module, weights: np.ndarray, lr: float = 0.0025, weight_decay: float = 0.0,
                  label_smoothing: float = 0.125, optimizer: str = "adamp", recalibrate: Any = None,
@@ -60,33 +89,11 @@ class Classifier(L.LightningModule):
         per = nn.functional.binary_cross_entropy_with_logits(logits.float(), smooth, reduction="none")
         return (per * self.weights).mean()
 
-    @torch.no_grad()
     def recalibrate_bn(self) -> None:
-        """Re-estimate batch-norm statistics as a plain average over un-augmented training batches.
-
-        BN keeps an exponential average with momentum 0.1 that starts from variance 1; after only a
-        few dozen steps (a small class set) it still remembers that start, and eval-mode predictions
-        are poor. A fresh average over up to ``recalibrate_batches`` batches fixes that, and changes
-        little on long runs.
-        """
+        """Batch-norm statistics re-estimated once per epoch (see :func:`recalibrate_bn`)."""
         if self.recal_loader is None or self.recal_batches <= 0 or self.recalibrated_epoch == self.current_epoch:
             return
-        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not bns:
-            return
-        was_training = self.model.training
-        momenta = [m.momentum for m in bns]
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-        self.model.train()
-        for i, (x, _) in enumerate(self.recal_loader):
-            if i >= self.recal_batches:
-                break
-            self(x.to(self.device))
-        for m, mom in zip(bns, momenta):
-            m.momentum = mom
-        self.model.train(was_training)
+        recalibrate_bn(self, self.recal_loader, self.recal_batches)
         self.recalibrated_epoch = self.current_epoch
 
     def on_validation_epoch_start(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -23,7 +24,7 @@ from hawk.models import count_parameters, create_model
 from hawk.settings import from_mapping
 from hawk.specset import SpecSet
 from hawk.training.data import SpecDataset, make_splits
-from hawk.training.module import Classifier, class_weights
+from hawk.training.module import Classifier, class_weights, recalibrate_bn
 
 log = logging.getLogger(__name__)
 NOISE = "Noise"
@@ -44,6 +45,7 @@ class TrainSettings:
     val_portion: float = 0.2
     num_folds: int = 1
     save_last_n: int = 3
+    average: bool = True  # one checkpoint: the weights of the last save_last_n epochs averaged (SWA-style)
     seed: int = 0
     num_workers: int = 2
     load_ckpt_path: str | None = None
@@ -120,28 +122,52 @@ class _SetEpoch(L.Callback):
 
 
 class _Recorder(L.Callback):
-    """Per-epoch metrics, and the last ``save_last_n`` epochs saved as hawk checkpoints (rank 0 only)."""
+    """Per-epoch metrics, and the last ``save_last_n`` epochs kept (rank 0 only): saved as hawk
+    checkpoints, or with ``average`` their weights averaged (SWA-style) into one checkpoint, whose
+    batch-norm statistics are then re-estimated. One averaged model costs a third of an ensemble of
+    three at inference."""
 
-    def __init__(self, fold: int, ckpt_dir: Path, prefix: str, save_last_n: int, meta: dict[str, Any]):
-        self.fold, self.ckpt_dir, self.prefix, self.save_last_n, self.meta = fold, ckpt_dir, prefix, save_last_n, meta
+    def __init__(self, fold: int, ckpt_dir: Path, prefix: str, save_last_n: int, average: bool, meta: dict[str, Any]):
+        self.fold, self.ckpt_dir, self.prefix, self.meta = fold, ckpt_dir, prefix, meta
+        self.save_last_n, self.average = save_last_n, average
         self.epochs: list[dict[str, float]] = []
         self.checkpoints: list[Path] = []
+        self._sum: dict[str, torch.Tensor] = {}
+        self._averaged = 0
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-        self.epochs.append({"fold": self.fold, "epoch": trainer.current_epoch + 1, **m,
+        epoch = trainer.current_epoch + 1
+        self.epochs.append({"fold": self.fold, "epoch": epoch, **m,
                             "data_wait_share": pl_module.data_wait_share(), "step_seconds": pl_module.step_seconds})
-        if trainer.current_epoch + 1 > trainer.max_epochs - self.save_last_n:
+        if epoch <= trainer.max_epochs - self.save_last_n:
+            return
+        model = pl_module.model
+        if not self.average:
             pl_module.recalibrate_bn()  # done already when there was a validation pass
-            model = pl_module.model
-            path = self.ckpt_dir / f"{self.prefix}-e{trainer.current_epoch + 1:02d}.ckpt"
-            run_id = next((lg.run_id for lg in trainer.loggers if hasattr(lg, "run_id")), None)
-            save_checkpoint(path, self.meta["model_name"], model, self.meta["classes"], self.meta["spec_settings"],
-                            self.meta["data"], {**self.meta["extra"], "epoch": trainer.current_epoch + 1,
-                                                "fold": self.fold, "mlflow_run_id": run_id})
-            self.checkpoints.append(path)
+            self._save(trainer, model, f"e{epoch:02d}", {"epoch": epoch})
+            return
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self._sum[k] = self._sum.get(k, 0) + v.detach().double()
+        self._averaged += 1
+        if epoch == trainer.max_epochs:
+            avg = copy.deepcopy(model)
+            state = avg.state_dict()
+            avg.load_state_dict({k: (self._sum[k] / self._averaged).to(v.dtype) if k in self._sum else v
+                                 for k, v in state.items()})
+            recalibrate_bn(avg, pl_module.recal_loader, pl_module.recal_batches)
+            first = epoch - self._averaged + 1
+            self._save(trainer, avg, f"avg{self._averaged}", {"epoch": epoch, "averaged_epochs": list(range(first, epoch + 1))})
+
+    def _save(self, trainer: L.Trainer, model: torch.nn.Module, tag: str, extra: dict[str, Any]) -> None:
+        path = self.ckpt_dir / f"{self.prefix}-{tag}.ckpt"
+        run_id = next((lg.run_id for lg in trainer.loggers if hasattr(lg, "run_id")), None)
+        save_checkpoint(path, self.meta["model_name"], model, self.meta["classes"], self.meta["spec_settings"],
+                        self.meta["data"], {**self.meta["extra"], **extra, "fold": self.fold, "mlflow_run_id": run_id})
+        self.checkpoints.append(path)
 
 
 def _loggers(tracking: Tracking, fold: int, run_name: str) -> list:
@@ -179,7 +205,7 @@ def train(specset_dir: Path, s: TrainSettings, t: TrainerSettings, tracking: Tra
                 "spec_settings": specset.meta["spec_settings"], "data": specset.meta["data"],
                 "extra": {"train": json.loads(json.dumps(asdict(s), default=str)),
                           "parameters": count_parameters(model)}}
-        recorder = _Recorder(fold, ckpt_dir, prefix, s.save_last_n, meta)
+        recorder = _Recorder(fold, ckpt_dir, prefix, s.save_last_n, s.average, meta)
         loggers = _loggers(tracking, fold, run_name)
         trainer = L.Trainer(
             max_epochs=s.num_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
