@@ -4,6 +4,8 @@ The embedder is config (`embedder=birdnet`, the default, or `embedder=checkpoint
 embedder.path=models/search.ckpt`). Embeddings are keyed by spectrogram id and stamped with the
 embedder's name, version and dimension; they are written here, never into the class database.
 Incremental: spectrograms embedded before by the same embedder are not embedded again.
+Only what is used is computed: a class with no search queries gets an empty store (marked so), unless
+`search.embed_all=true`; a by-hand search of such a class embeds it then (data/embed/_manual/).
 BirdNET's weights are licensed CC BY-NC-SA 4.0 (non-commercial, share alike).
 
     python -m stages.embed --code RIWH [embedder.threads=1 ...]
@@ -13,13 +15,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hawk.embed.run import embed_class
+from hawk.embed.run import embed_class, write_unused
 from stages._cli import class_stage, embedder, run
 
 
 def main() -> None:
     cfg, spec = class_stage(__doc__)
     out = Path(cfg.paths.embeddings)
+    if not (cfg.search.queries.get(spec.code) or cfg.search.embed_all):
+        write_unused(out / f"{spec.code}.npz", out / f"{spec.code}.report.csv", spec.code, str(cfg.embedder.name))
+        print(f"{spec.code}: not embedded (no search queries use it; search.embed_all=true embeds every class)")
+        return
     emb = embedder(cfg)
     res = embed_class(Path(cfg.paths.db) / f"{spec.code}.db", Path(cfg.paths.recordings) / spec.code, emb,
                       out / f"{spec.code}.npz", out / f"{spec.code}.report.csv", spec.code,

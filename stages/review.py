@@ -7,6 +7,8 @@ u undoes, o opens the recording around that offset; filter by distance. Rejectin
 into data/curation/<CODE>/rejected/ (nothing is deleted; select reads only the kept ones), at once.
 Then `dvc repro` reruns select for that class. A search output folder (--folder data/search/<CODE>)
 is shown read-only: it is a pipeline output, so curate its copy (python -m stages.curate) instead.
+What unattended curation dropped (data/dropped/<CODE>/) is shown beside the class's folder: r restores
+an image (a copy into data/curation/<CODE>/restored/, which select always keeps), x drops it again.
 
     python -m stages.review --code RIWH
     python -m stages.review --all --port 8800 --no-browser
@@ -18,7 +20,7 @@ import webbrowser
 from pathlib import Path
 
 from hawk.errors import HawkError
-from hawk.review import ImageFolder, ReviewServer
+from hawk.review import DroppedFolder, ImageFolder, ReviewServer
 from stages._cli import class_list, load_config, parser, run, spec_settings
 
 
@@ -32,7 +34,7 @@ def main() -> None:
     args = p.parse_args()
     cfg = load_config(args)
     data = Path(cfg.paths.data).resolve()
-    curation, recordings = Path(cfg.paths.curation), Path(cfg.paths.recordings)
+    curation, recordings, dropped = Path(cfg.paths.curation), Path(cfg.paths.recordings), Path(cfg.paths.dropped)
     codes = [c.code for c in class_list(cfg)]
     folders: list[ImageFolder] = []
     if args.folder:
@@ -48,6 +50,10 @@ def main() -> None:
                 raise HawkError(f"class {code!r} is not declared (known: {', '.join(codes)})")
             if (curation / code).is_dir():
                 folders.append(ImageFolder(code, curation / code, recordings / code, f"{code} curation"))
+            if any((dropped / code).glob("*.jpeg")):  # unattended curation's drops: `r` restores one
+                folders.append(DroppedFolder(f"{code}-dropped", dropped / code, curation / code / "restored",
+                                             recordings / code, f"{code} dropped by unattended curation "
+                                             "(kept = restored by you)"))
     else:
         raise HawkError("give --code CODE, --all or --folder PATH")
     if not folders:

@@ -11,7 +11,8 @@ By hand, search with any segment:
     python -m stages.search --code RIWH --recording DEMO56003.ogg --offset 4.5 [--out DIR] [--omit]
     python -m stages.search --all --audio my_clip.wav search.dist=0.3 search.num=50
 
-Recordings that dedup left out are never matched.
+Recordings that dedup left out are never matched. A by-hand search of a class the embed stage left
+unembedded (no queries) embeds it first, into data/embed/_manual/ (reused by the next search).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from hawk.classes import ClassSpec
 from hawk.db import SpecDB
 from hawk.dedup import read_exclude
+from hawk.embed.run import embed_class, is_unused
 from hawk.errors import HawkError
 from hawk.search import Query, ids_in_training, load_index, search
 from stages._cli import class_list, embedder, load_config, parser, run, spec_settings
@@ -87,10 +89,15 @@ def main() -> None:
             leave_out[code] = set(db.spectrogram_ids(files))
         if args.omit:
             leave_out[code] |= ids_in_training(db_root / f"{code}.db", Path(cfg.paths.train_db), code)
-    index = load_index({c: Path(cfg.paths.embeddings) / f"{c}.npz" for c in scope}, leave_out)
+    emb = embedder(cfg) if queries else None  # no queries: write an empty result without loading a model
+    stores = {c: Path(cfg.paths.embeddings) / f"{c}.npz" for c in scope}
+    for c in [c for c in scope if by_hand and is_unused(stores[c])]:  # the embed stage skipped it: embed now
+        stores[c] = Path(cfg.paths.embeddings) / "_manual" / f"{c}.npz"
+        embed_class(db_root / f"{c}.db", rec_root / c, emb, stores[c], stores[c].with_suffix(".report.csv"), c,
+                    show_progress=bool(cfg.embedder.progress))
+    index = load_index(stores, leave_out)
     name = args.code if (args.code and not by_hand and not args.all) else "_manual"
     out = Path(args.out or Path(cfg.paths.search) / name)
-    emb = embedder(cfg) if queries else None  # no queries: write an empty result without loading a model
     try:
         matches = search(queries, index, emb, {c: db_root / f"{c}.db" for c in scope},
                          {c: rec_root / c for c in scope}, spec_settings(cfg), out, float(cfg.search.dist),

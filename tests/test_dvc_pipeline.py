@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hawk.embed.store import load_embeddings
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -81,6 +82,13 @@ def test_fresh_repro_builds_every_class_then_does_nothing(repo):
     shown = sh(repo, "dvc", "exp", "show", "--csv")
     assert "annotated.macro_ap" in shown and "val_macro_ap" in shown
     assert (repo / "data" / "classes.txt").read_text().endswith("Falling Chirper,FACH\nNoise,Noise\n")
+    # embeddings only where a query uses them; a by-hand search embeds the rest outside dvc's outputs
+    assert len(load_embeddings(repo / "data" / "embed" / "RIWH.npz").ids) > 5
+    assert load_embeddings(repo / "data" / "embed" / "Noise.npz").meta["unused"]
+    noise = sorted((repo / "data" / "recordings" / "Noise").glob("DEMO*"))[0].name
+    out = sh(repo, sys.executable, "-m", "stages.search", "--code", "Noise", "--recording", noise, "embedder.threads=1")
+    assert len(load_embeddings(repo / "data" / "embed" / "_manual" / "Noise.npz").ids) > 5
+    assert re.search(r"-> [1-9]\d* images", out), out
     assert ran(sh(repo, "dvc", "repro")) == set()
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "demo run")

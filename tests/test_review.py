@@ -15,7 +15,7 @@ import yaml
 from hawk.download.demo import make_demo_recordings
 from hawk.extract import extract_class
 from hawk.plot import plot_db
-from hawk.review import ImageFolder, ReviewServer
+from hawk.review import DroppedFolder, ImageFolder, ReviewServer
 from hawk.review.folder import ReviewError
 from hawk.spectrogram import SpecSettings
 from tests.conftest import ROOT
@@ -208,3 +208,33 @@ def test_state_api_lists_kept_and_rejected(server, curation):
     item = next(i for i in after["items"] if i["name"] == name)
     assert item["status"] == "rejected" and item["url"] == f"/files/curation/RIWH/rejected/{name}"
     assert (curation / "rejected" / name).exists()
+
+
+def test_dropped_images_are_restored_into_the_persons_folder(project, curation):
+    """Unattended curation's drops (a pipeline output) are never written; restoring copies the image
+    into data/curation/<CODE>/restored/, which select keeps; dropping it again deletes that copy only."""
+    dropped = project / "data/dropped/RIWH"
+    shutil.rmtree(dropped, ignore_errors=True)
+    plot_db(project / "data/db/RIWH.db", dropped, SpecSettings(), num=3)
+    restored = curation / "restored"
+    server = ReviewServer([DroppedFolder("RIWH-dropped", dropped, restored, project / "data/recordings/RIWH")],
+                          project / "data", SpecSettings().sample_rate).start()
+    try:
+        with urllib.request.urlopen(server.url + "api/state?f=RIWH-dropped") as r:
+            state = json.load(r)
+        assert state["labels"] == {"kept": "restored", "rejected": "dropped"}
+        assert (state["kept"], state["rejected"]) == (0, 3)
+        name = state["items"][0]["name"]
+        assert state["items"][0]["url"] == f"/files/dropped/RIWH/{name}"
+        before = (dropped / name).read_bytes()
+        for to, n in (("kept", 1), ("kept", 1), ("rejected", 0), ("kept", 1)):
+            req = urllib.request.Request(server.url + "api/move", method="POST", data=json.dumps(
+                {"f": "RIWH-dropped", "name": name, "to": to}).encode())
+            with urllib.request.urlopen(req) as r:
+                assert json.load(r)["kept"] == n
+            assert (restored / name).exists() == (n == 1)
+        assert (restored / name).read_bytes() == before and (dropped / name).read_bytes() == before
+        assert sorted(p.name for p in restored.iterdir()) == [name]  # no temp files left
+        assert _get(server, f"/api/clip?f=RIWH-dropped&name={name}")[0] == 200
+    finally:
+        server.stop()

@@ -96,3 +96,15 @@ def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, ou
     write_skip_report(report_path, result.skipped)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def write_unused(out_path: str | Path, report_path: str | Path, code: str, embedder_name: str) -> None:
+    """An empty store marked ``unused``: nothing needed this class's embeddings, so none were made."""
+    save_embeddings(out_path, Embeddings(np.zeros(0, np.int64), np.zeros((0, 0), np.float32),
+                                         {"name": embedder_name, "version": None, "dim": 0, "code": code, "unused": True}))
+    write_skip_report(report_path, [])
+
+
+def is_unused(path: str | Path) -> bool:
+    """True for a store :func:`write_unused` wrote (or none at all)."""
+    return not Path(path).exists() or bool(load_embeddings(path).meta.get("unused"))

@@ -1,11 +1,12 @@
 """The review page: curate a class's spectrogram images in the browser, keyboard first.
 
 :class:`~hawk.review.folder.ImageFolder` is one folder of images (a curation folder, writable, or a
-search output, read-only); :class:`~hawk.review.server.ReviewServer` serves the page and its small
+search output, read-only), :class:`~hawk.review.folder.DroppedFolder` what unattended curation
+dropped, with restore; :class:`~hawk.review.server.ReviewServer` serves the page and its small
 JSON API on 127.0.0.1.
 """
 
-from hawk.review.folder import ImageFolder
+from hawk.review.folder import DroppedFolder, ImageFolder
 from hawk.review.server import ReviewServer
 
-__all__ = ["ImageFolder", "ReviewServer"]
+__all__ = ["DroppedFolder", "ImageFolder", "ReviewServer"]

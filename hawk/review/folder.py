@@ -8,6 +8,7 @@ system, so it is atomic and the folder on disk is always the truth a reload show
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ class ImageFolder:
     ``recordings`` is the class's recordings folder, for the audio of each image. A folder that is a
     pipeline output (search results) is ``writable=False``: DVC would restore any change to it."""
 
+    labels = {"kept": "kept", REJECTED: "rejected"}  # what the page calls the two states
+
     def __init__(self, key: str, path: Path, recordings: Path, title: str = "", writable: bool = True):
         self.key, self.path, self.recordings = key, Path(path), Path(recordings)
         self.title = title or key
@@ -62,7 +65,7 @@ class ImageFolder:
 
     def state(self) -> dict:
         items = self.items()
-        return {"key": self.key, "title": self.title, "writable": self.writable,
+        return {"key": self.key, "title": self.title, "writable": self.writable, "labels": self.labels,
                 "kept": sum(i.status == "kept" for i in items), "rejected": sum(i.status == REJECTED for i in items),
                 "items": [asdict(i) for i in items]}
 
@@ -83,8 +86,56 @@ class ImageFolder:
                 os.rename(src, where[to])
         return next(i for i in self.items() if i.name == name)
 
+    def file_of(self, item: Item) -> Path:
+        """Where an item's image is on disk."""
+        return self.path / REJECTED / item.name if item.status == REJECTED else self.path / item.name
+
     def recording_for(self, stem: str) -> Path | None:
         """The recording an image names (by file stem), when there is exactly one."""
         found = [p for p in self.recordings.iterdir() if p.stem == stem and p.is_file()] \
             if self.recordings.is_dir() else []
         return found[0] if len(found) == 1 else None
+
+
+class DroppedFolder(ImageFolder):
+    """What unattended curation dropped (``path``, a pipeline output: never written) and what a person
+    restored: a copy in ``restored`` (inside their curation folder, which select reads). Here "kept"
+    means restored, "rejected" means left dropped; restoring copies the image atomically, dropping
+    again deletes only that copy."""
+
+    labels = {"kept": "restored", REJECTED: "dropped"}
+
+    def __init__(self, key: str, path: Path, restored: Path, recordings: Path, title: str = ""):
+        super().__init__(key, path, recordings, title, writable=True)
+        self.restored = Path(restored)
+
+    def items(self) -> list[Item]:
+        out = []
+        for p in self.path.iterdir() if self.path.is_dir() else []:
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                try:
+                    info = image_info(p.name)
+                except CurationError:
+                    continue
+                status = "kept" if (self.restored / p.name).exists() else REJECTED
+                out.append(Item(p.name, status, info.stem, info.offset, info.rank, info.distance))
+        return sorted(out, key=lambda i: (i.stem, i.offset))
+
+    def file_of(self, item: Item) -> Path:
+        return self.path / item.name
+
+    def move(self, name: str, to: str) -> Item:
+        if to not in STATES or Path(name).name != name or name.startswith("."):
+            raise ReviewError(f"bad move of {name!r} to {to!r}")
+        src, copy = self.path / name, self.restored / name
+        with self._lock:
+            if not src.is_file():
+                raise ReviewError(f"{name}: no such image in {self.path}")
+            if to == "kept" and not copy.exists():
+                self.restored.mkdir(parents=True, exist_ok=True)
+                tmp = self.restored / f".{name}.part"
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, copy)
+            elif to == REJECTED:
+                copy.unlink(missing_ok=True)
+        return next(i for i in self.items() if i.name == name)

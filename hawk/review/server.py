@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from hawk.audio import AudioError, read_clip
-from hawk.review.folder import ImageFolder, ReviewError
+from hawk.review.folder import ImageFolder, Item, ReviewError
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -75,10 +75,8 @@ class ReviewServer:
     def state(self, key: str) -> dict:
         folder = self.folders[key]
         state = folder.state()
-        base = self._rel(folder.path)
         for item in state["items"]:
-            sub = f"{base}/rejected" if item["status"] == "rejected" else base
-            item["url"] = f"/files/{sub}/{item['name']}"
+            item["url"] = f"/files/{self._rel(folder.file_of(Item(**item)))}"
         return state
 
     def _rel(self, path: Path) -> str:

@@ -38,7 +38,7 @@ function render() {
     card.addEventListener("click", () => { select(i); play(it, false); });
     return card;
   }));
-  $("counts").textContent = `kept ${state.kept} · rejected ${state.rejected}`;
+  $("counts").textContent = `${state.labels.kept} ${state.kept} · ${state.labels.rejected} ${state.rejected}`;
   $("readonly").hidden = state.writable;
   $("title").textContent = state.title;
   const sel = grid.children[selected];
