@@ -210,31 +210,51 @@ def test_state_api_lists_kept_and_rejected(server, curation):
     assert (curation / "rejected" / name).exists()
 
 
-def test_dropped_images_are_restored_into_the_persons_folder(project, curation):
-    """Unattended curation's drops (a pipeline output) are never written; restoring copies the image
-    into data/curation/<CODE>/restored/, which select keeps; dropping it again deletes that copy only."""
-    dropped = project / "data/dropped/RIWH"
-    shutil.rmtree(dropped, ignore_errors=True)
-    plot_db(project / "data/db/RIWH.db", dropped, SpecSettings(), num=3)
-    restored = curation / "restored"
-    server = ReviewServer([DroppedFolder("RIWH-dropped", dropped, restored, project / "data/recordings/RIWH")],
+@pytest.fixture
+def dropped(project, curation):
+    """Three images unattended curation dropped (a pipeline output), served beside nothing else."""
+    folder = project / "data/dropped/RIWH"
+    shutil.rmtree(folder, ignore_errors=True)
+    plot_db(project / "data/db/RIWH.db", folder, SpecSettings(), num=3)
+    server = ReviewServer([DroppedFolder("RIWH-dropped", folder, curation / "restored",
+                                         project / "data/recordings/RIWH")],
                           project / "data", SpecSettings().sample_rate).start()
-    try:
-        with urllib.request.urlopen(server.url + "api/state?f=RIWH-dropped") as r:
-            state = json.load(r)
-        assert state["labels"] == {"kept": "restored", "rejected": "dropped"}
-        assert (state["kept"], state["rejected"]) == (0, 3)
-        name = state["items"][0]["name"]
-        assert state["items"][0]["url"] == f"/files/dropped/RIWH/{name}"
-        before = (dropped / name).read_bytes()
-        for to, n in (("kept", 1), ("kept", 1), ("rejected", 0), ("kept", 1)):
-            req = urllib.request.Request(server.url + "api/move", method="POST", data=json.dumps(
-                {"f": "RIWH-dropped", "name": name, "to": to}).encode())
-            with urllib.request.urlopen(req) as r:
-                assert json.load(r)["kept"] == n
-            assert (restored / name).exists() == (n == 1)
-        assert (restored / name).read_bytes() == before and (dropped / name).read_bytes() == before
-        assert sorted(p.name for p in restored.iterdir()) == [name]  # no temp files left
-        assert _get(server, f"/api/clip?f=RIWH-dropped&name={name}")[0] == 200
-    finally:
-        server.stop()
+    yield folder, curation / "restored", server
+    server.stop()
+
+
+def test_dropped_images_are_restored_into_the_persons_folder(dropped):
+    """Restoring copies the image into data/curation/<CODE>/restored/, which select keeps; dropping it
+    again deletes that copy only; the pipeline's folder is never written."""
+    folder, restored, server = dropped
+    with urllib.request.urlopen(server.url + "api/state?f=RIWH-dropped") as r:
+        state = json.load(r)
+    assert state["labels"] == {"kept": "restored", "rejected": "dropped"}
+    assert (state["kept"], state["rejected"]) == (0, 3)
+    name = state["items"][0]["name"]
+    assert state["items"][0]["url"] == f"/files/dropped/RIWH/{name}"
+    before = (folder / name).read_bytes()
+    for to, n in (("kept", 1), ("kept", 1), ("rejected", 0), ("kept", 1)):
+        req = urllib.request.Request(server.url + "api/move", method="POST", data=json.dumps(
+            {"f": "RIWH-dropped", "name": name, "to": to}).encode())
+        with urllib.request.urlopen(req) as r:
+            assert json.load(r)["kept"] == n
+        assert (restored / name).exists() == (n == 1)
+    assert (restored / name).read_bytes() == before and (folder / name).read_bytes() == before
+    assert sorted(p.name for p in restored.iterdir()) == [name]  # no temp files left
+    assert _get(server, f"/api/clip?f=RIWH-dropped&name={name}")[0] == 200
+
+
+def test_restore_a_dropped_image_in_a_browser(browser, dropped):
+    folder, restored, server = dropped
+    page = browser.new_page()
+    page.goto(server.url + "?f=RIWH-dropped")
+    page.wait_for_selector(".card")
+    assert _counts(page) == "restored 0 · dropped 3"
+    first = page.locator(".card").first.get_attribute("data-name")
+    page.keyboard.press("r")
+    page.wait_for_function("() => document.querySelectorAll('.card.kept').length === 1")
+    assert _counts(page) == "restored 1 · dropped 2" and (restored / first).is_file()
+    page.keyboard.press("u")
+    page.wait_for_function("() => document.querySelectorAll('.card.kept').length === 0")
+    assert not (restored / first).exists() and len(list(folder.glob("*.jpeg"))) == 3
