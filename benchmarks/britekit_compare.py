@@ -6,7 +6,9 @@
 (torchaudio 2.11.1, which britekit's ranges resolve to today, does not load against torch 2.11.0.)
 Both train a PP-HGNetV2 network of about the same size (hawk custom_hgnet_2, BriteKit hgnet.5) on
 192 x 384 spectrograms of the same recordings (the kit's training sources; see benchmarks/kit.py),
-batch 64, two data-loader workers, CPU only, with each toolkit's own augmentation. Each trainer runs
+batch 64, two data-loader workers, CPU only, with each toolkit's own augmentation; hawk once with its
+default precision (auto: BF16 mixed where the CPU has native BF16) and once in full precision, as
+BriteKit's default trains. Each trainer runs
 for 1 and for 2 epochs; the difference is one epoch's time without start-up, so the rate is
 spectrograms per second of steady training. Everything runs in this one call, one after the other.
 """
@@ -46,9 +48,9 @@ HAWK_CHILD = """
 import json, sys, time
 from pathlib import Path
 from hawk.training.run import TrainSettings, TrainerSettings, Tracking, train
-specs, epochs, out = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+specs, epochs, out, precision = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 s = TrainSettings(model_name="custom_hgnet_2", num_epochs=epochs, val_portion=0.0, save_last_n=1, num_workers=2)
-t = TrainerSettings(accelerator="cpu", progress=False)
+t = TrainerSettings(accelerator="cpu", progress=False, precision=precision)
 start = time.perf_counter()
 train(specs, s, t, Tracking(mlflow_uri=f"sqlite:///{out}/mlflow.db", tensorboard_dir=str(out / "tb")), out / "ckpt")
 print(json.dumps({"seconds": time.perf_counter() - start}))
@@ -76,7 +78,7 @@ def britekit(bk: str, kit: Path, work: Path) -> dict:
         n = db.execute("SELECT COUNT(*) FROM SpecValue").fetchone()[0]
     t1 = timed([bk, "train", "-c", "cfg1.yaml"], proj)
     t2 = timed([bk, "train", "-c", "cfg2.yaml"], proj)
-    params = _params(next((proj / "data").rglob("*.ckpt")))
+    params = _params(next(proj.rglob("*.ckpt")))  # under BriteKit's logger folder
     return {"spectrograms": n, "one_epoch_s": t1, "two_epochs_s": t2, "parameters": params}
 
 
@@ -88,10 +90,10 @@ def _params(ckpt: Path) -> int:
     return sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)
 
 
-def hawk(kit: Path, work: Path) -> dict:
+def hawk_set(kit: Path, work: Path) -> tuple[Path, int, int]:
+    """The kit's training sources extracted and pickled the hawk way: (specs folder, count, classes)."""
     from hawk.curation import merge_dbs
     from hawk.extract import extract_class
-    from hawk.models import count_parameters, create_model
     from hawk.specset import build_specset
     from hawk.spectrogram import SpecSettings
 
@@ -105,17 +107,23 @@ def hawk(kit: Path, work: Path) -> dict:
     merge_dbs(dbs, work / "hawk" / "train.db")
     meta = build_specset(work / "hawk" / "train.db", [(c, c) for c in classes], work / "hawk" / "specs",
                          show_progress=False)
+    return work / "hawk" / "specs", meta["count"], len(classes)
+
+
+def hawk(specs: Path, count: int, classes: int, precision: str, work: Path) -> dict:
+    from hawk.models import count_parameters, create_model
+
     times = []
     for epochs in (1, 2):
-        out = work / "hawk" / f"run{epochs}"
+        out = work / "hawk" / f"run-{precision}-{epochs}"
         out.mkdir()
-        r = subprocess.run([sys.executable, "-c", HAWK_CHILD, str(work / "hawk" / "specs"), str(epochs), str(out)],
+        r = subprocess.run([sys.executable, "-c", HAWK_CHILD, str(specs), str(epochs), str(out), precision],
                            capture_output=True, text=True, cwd=ROOT)
         if r.returncode:
             raise SystemExit(f"hawk training failed:\n{r.stderr[-3000:]}")
         times.append(json.loads(r.stdout.strip().splitlines()[-1])["seconds"])
-    return {"spectrograms": meta["count"], "one_epoch_s": times[0], "two_epochs_s": times[1],
-            "parameters": count_parameters(create_model("custom_hgnet_2", len(classes)))}
+    return {"spectrograms": count, "one_epoch_s": times[0], "two_epochs_s": times[1],
+            "parameters": count_parameters(create_model("custom_hgnet_2", classes))}
 
 
 def main() -> None:
@@ -125,16 +133,23 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        results = {"hawk": hawk(args.kit, work), "britekit": britekit(args.britekit, args.kit, work)}
+        specs, count, classes = hawk_set(args.kit, work)
+        results = {}
+        for name, precision in (("hawk (precision auto)", "auto"), ("hawk (32-true)", "32-true")):
+            results[name] = hawk(specs, count, classes, precision, work)
+            print(name, json.dumps(results[name]), flush=True)
+        results["britekit (its default, 32)"] = britekit(args.britekit, args.kit, work)
     for name, r in results.items():
         epoch = r["two_epochs_s"] - r["one_epoch_s"]
         r["spectrograms_per_s"] = r["spectrograms"] / epoch if r["spectrograms"] and epoch > 0 else None
         print(f"{name}: {r['parameters'] / 1e6:.2f}M parameters, {r['spectrograms']} spectrograms, "
               f"1 epoch {r['one_epoch_s']:.0f} s, 2 epochs {r['two_epochs_s']:.0f} s -> "
               f"{r['spectrograms_per_s']:.1f} spectrograms/s")
-    h, b = results["hawk"]["spectrograms_per_s"], results["britekit"]["spectrograms_per_s"]
-    if h and b:
-        print(f"hawk / BriteKit throughput: {h / b:.2f}")
+    b = results["britekit (its default, 32)"]["spectrograms_per_s"]
+    for name in ("hawk (precision auto)", "hawk (32-true)"):
+        h = results[name]["spectrograms_per_s"]
+        if h and b:
+            print(f"{name} / BriteKit throughput: {h / b:.2f}")
 
 
 if __name__ == "__main__":
