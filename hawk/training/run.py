@@ -33,7 +33,7 @@ NOISE = "Noise"
 @dataclass(frozen=True)
 class TrainSettings:
     model_name: str = "custom_hgnet_2"
-    num_epochs: int = 10
+    num_epochs: int = 15
     batch_size: int = 64
     lr: float = 0.0025
     weight_decay: float = 0.0
