@@ -176,9 +176,9 @@ class SpectrogramMaker:
         compute(final=True)
         yield from emit()
 
-    def whole(self, signal: np.ndarray) -> np.ndarray:
-        """Un-normalised (height, frames) magnitudes of a whole mono signal, framed as :meth:`at` frames
-        it (frame i centred on sample i x hop), computed in blocks of ``block_seconds``."""
+    def _padded(self, signal: np.ndarray) -> tuple[torch.Tensor, int]:
+        """A whole mono signal reflect-padded by half an FFT at both ends (frame i is centred on sample
+        i x hop, as in :meth:`segments`), and its number of frames."""
         import torch
 
         s = self.s
@@ -186,8 +186,15 @@ class SpectrogramMaker:
         x = torch.from_numpy(np.asarray(signal, np.float32)).to(self.device)
         if len(x) <= half:
             raise ValueError(f"signal of {len(x)} samples is shorter than half an FFT window")
-        n_frames = len(x) // s.hop_length + 1
-        padded = torch.nn.functional.pad(x[None, None], (half, half), mode="reflect")[0, 0]
+        return torch.nn.functional.pad(x[None, None], (half, half), mode="reflect")[0, 0], len(x) // s.hop_length + 1
+
+    def whole(self, signal: np.ndarray) -> np.ndarray:
+        """Un-normalised (height, frames) magnitudes of a whole mono signal, framed as :meth:`at` frames
+        it (frame i centred on sample i x hop), computed in blocks of ``block_seconds``."""
+        import torch
+
+        s = self.s
+        padded, n_frames = self._padded(signal)
         step = max(1, int(s.block_seconds * s.sample_rate / s.hop_length))
         parts = [self.frames(padded[f * s.hop_length : (min(f + step, n_frames) - 1) * s.hop_length + s.n_fft])
                  for f in range(0, n_frames, step)]
@@ -196,20 +203,13 @@ class SpectrogramMaker:
     def at(self, signal: np.ndarray, offsets: Iterable[float]) -> list[np.ndarray]:
         """Spectrograms starting at any ``offsets`` (seconds) of a whole mono signal, framed exactly as
         :meth:`segments` frames them, so a re-extracted spectrogram equals the stored one."""
-        import torch
-
         s = self.s
-        half = s.n_fft // 2
-        x = torch.from_numpy(np.asarray(signal, np.float32)).to(self.device)
-        if len(x) <= half:
-            raise ValueError(f"signal of {len(x)} samples is shorter than half an FFT window")
-        n_frames = len(x) // s.hop_length + 1
-        padded = torch.nn.functional.pad(x[None, None], (half, half), mode="reflect")[0, 0]
+        padded, n_frames = self._padded(signal)
         out = []
         for o in offsets:
             f = int(round(o * s.sample_rate / s.hop_length))
             if f < 0 or f + s.spec_width > n_frames:
-                raise ValueError(f"a {s.segment_len} s segment at {o} s does not fit in {len(x) / s.sample_rate:.2f} s")
+                raise ValueError(f"a {s.segment_len} s segment at {o} s does not fit in {len(signal) / s.sample_rate:.2f} s")
             spec = self.frames(padded[f * s.hop_length : (f + s.spec_width - 1) * s.hop_length + s.n_fft])
             peak = spec.max()
             spec = (spec / peak).clamp_(0, 1) if peak > 0 else spec

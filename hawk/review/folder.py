@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hawk.curation import IMAGE_SUFFIXES, CurationError, image_info
+from hawk.curation import IMAGE_SUFFIXES, CurationError, ImageName, image_info
 from hawk.errors import HawkError
 
 REJECTED = "rejected"
@@ -22,6 +23,22 @@ STATES = ("kept", REJECTED)
 
 class ReviewError(HawkError):
     """A move the folder cannot make (unknown image, read-only folder)."""
+
+
+def _images(folder: Path) -> Iterator[tuple[str, ImageName]]:
+    """(file name, what it says) of every spectrogram image in ``folder``; other files are ignored."""
+    for p in folder.iterdir() if folder.is_dir() else []:
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            try:
+                yield p.name, image_info(p.name)
+            except CurationError:
+                continue
+
+
+def _check_move(name: str, to: str) -> None:
+    """Only a plain image name in this folder, to a known state (never a path)."""
+    if to not in STATES or Path(name).name != name or name.startswith("."):
+        raise ReviewError(f"bad move of {name!r} to {to!r}")
 
 
 @dataclass(frozen=True)
@@ -50,15 +67,9 @@ class ImageFolder:
 
     def items(self) -> list[Item]:
         """Every image, kept and rejected, best match first (rank, then distance, then recording and offset)."""
-        out = []
-        for status, folder in (("kept", self.path), (REJECTED, self.path / REJECTED)):
-            for p in folder.iterdir() if folder.is_dir() else []:
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-                    try:
-                        info = image_info(p.name)
-                    except CurationError:
-                        continue
-                    out.append(Item(p.name, status, info.stem, info.offset, info.rank, info.distance))
+        out = [Item(name, status, i.stem, i.offset, i.rank, i.distance)
+               for status, folder in (("kept", self.path), (REJECTED, self.path / REJECTED))
+               for name, i in _images(folder)]
         big = float("inf")
         return sorted(out, key=lambda i: (i.rank if i.rank is not None else big,
                                           i.distance if i.distance is not None else big, i.stem, i.offset))
@@ -74,8 +85,7 @@ class ImageFolder:
         so two tabs that both reject an image agree."""
         if not self.writable:
             raise ReviewError(f"{self.path} is a pipeline output and read-only here; curate its copy instead")
-        if to not in STATES or Path(name).name != name or name.startswith("."):
-            raise ReviewError(f"bad move of {name!r} to {to!r}")
+        _check_move(name, to)
         where = {"kept": self.path / name, REJECTED: self.path / REJECTED / name}
         with self._lock:
             if not where[to].exists():
@@ -110,23 +120,15 @@ class DroppedFolder(ImageFolder):
         self.restored = Path(restored)
 
     def items(self) -> list[Item]:
-        out = []
-        for p in self.path.iterdir() if self.path.is_dir() else []:
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-                try:
-                    info = image_info(p.name)
-                except CurationError:
-                    continue
-                status = "kept" if (self.restored / p.name).exists() else REJECTED
-                out.append(Item(p.name, status, info.stem, info.offset, info.rank, info.distance))
+        out = [Item(name, "kept" if (self.restored / name).exists() else REJECTED, i.stem, i.offset, i.rank, i.distance)
+               for name, i in _images(self.path)]
         return sorted(out, key=lambda i: (i.stem, i.offset))
 
     def file_of(self, item: Item) -> Path:
         return self.path / item.name
 
     def move(self, name: str, to: str) -> Item:
-        if to not in STATES or Path(name).name != name or name.startswith("."):
-            raise ReviewError(f"bad move of {name!r} to {to!r}")
+        _check_move(name, to)
         src, copy = self.path / name, self.restored / name
         with self._lock:
             if not src.is_file():
