@@ -10,13 +10,9 @@ time-frequency smoothing so one noisy cell is not a call. A 20-ms chip counts as
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from hawk.audio import AudioError, read_mono
-from hawk.progress import progress
 from hawk.spectrogram import SpecSettings, SpectrogramMaker
 
 
@@ -42,34 +38,24 @@ def segment_activity(maker: SpectrogramMaker, signal: np.ndarray, offsets: Itera
     return np.asarray(out, np.float32)
 
 
-@dataclass
-class Unattended:
-    """What unattended curation chose: kept offsets per file, dropped (file, offset, activity dB), and
-    recordings that could not be read (file, reason)."""
+class ActivityFilter:
+    """Unattended curation as a chooser for :func:`hawk.curation.build_db`, which reads each recording
+    once: keeps the segments whose activity is at least ``min_db`` and the ``restored`` ones (a
+    person's choice) whatever their activity, and records what it drops as (file, offset, dB)."""
 
-    kept: dict[str, list[float]] = field(default_factory=dict)
-    dropped: list[tuple[str, float, float]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    def __init__(self, settings: SpecSettings, min_db: float, restored: dict[str, list[float]] | None = None,
+                 percentile: float = 20.0):
+        self.maker, self.min_db, self.percentile = SpectrogramMaker(settings), min_db, percentile
+        self.restored = restored or {}
+        self.dropped: list[tuple[str, float, float]] = []
 
-
-def pick_active(stored: dict[str, list[float]], rec_dir: Path, settings: SpecSettings, min_db: float,
-                restored: dict[str, list[float]] | None = None, percentile: float = 20.0,
-                show_progress: bool = True, label: str = "") -> Unattended:
-    """Keep the stored segments whose activity is at least ``min_db``; ``restored`` ones (a person's
-    choice) are kept whatever their activity."""
-    maker = SpectrogramMaker(settings)
-    restored = restored or {}
-    out = Unattended()
-    for fname, offsets in progress(stored.items(), len(stored), f"activity {label}".strip(), show_progress):
-        try:
-            act = segment_activity(maker, read_mono(rec_dir / fname, settings.sample_rate), offsets, percentile)
-        except (AudioError, OSError, ValueError) as e:
-            out.skipped.append((fname, str(e)))
-            continue
-        keep = set(restored.get(fname, ()))
+    def __call__(self, fname: str, signal: np.ndarray, offsets: list[float]) -> list[float]:
+        act = segment_activity(self.maker, signal, offsets, self.percentile)
+        keep = set(self.restored.get(fname, ()))
+        kept = []
         for o, a in zip(offsets, act):
-            if a >= min_db or o in keep:
-                out.kept.setdefault(fname, []).append(o)
+            if a >= self.min_db or o in keep:
+                kept.append(o)
             else:
-                out.dropped.append((fname, o, round(float(a), 1)))
-    return out
+                self.dropped.append((fname, o, round(float(a), 1)))
+        return kept

@@ -13,9 +13,11 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from hawk.audio import AudioError, read_mono
 from hawk.db import SpecDB
@@ -121,10 +123,13 @@ class SelectResult:
 
 def build_db(out_db: Path, picks: dict[str, list[float]], rec_dir: Path, source_db: Path | None,
              settings: SpecSettings, name: str, code: str, category: str = "bird",
-             show_progress: bool = True) -> SelectResult:
+             show_progress: bool = True,
+             choose: Callable[[str, np.ndarray, list[float]], list[float]] | None = None) -> SelectResult:
     """A fresh HawkEars-schema database holding the spectrograms at ``picks`` (file -> offsets),
     re-extracted from the audio in ``rec_dir``. Provenance is copied from ``source_db`` when given.
-    Written beside ``out_db`` and renamed into place, so a crash never leaves a half database."""
+    ``choose(file, signal, offsets)`` may narrow each recording's offsets once its audio is read (a
+    recording left with none is not written). Written beside ``out_db`` and renamed into place, so a
+    crash never leaves a half database."""
     start = time.perf_counter()
     result = SelectResult()
     tmp = out_db.with_name(f".{out_db.name}.part")
@@ -144,10 +149,14 @@ def build_db(out_db: Path, picks: dict[str, list[float]], rec_dir: Path, source_
         for fname, offsets in progress(picks.items(), len(picks), f"select {code}", show_progress):
             try:
                 signal = read_mono(rec_dir / fname, settings.sample_rate)
-                specs = maker.at(signal, offsets)
+                if choose is not None:
+                    offsets = choose(fname, signal, offsets)
+                specs = maker.at(signal, offsets) if offsets else []
             except (AudioError, OSError, ValueError) as e:
                 result.skipped.append((fname, str(e)))
                 log.warning("skipped %s: %s", fname, e)
+                continue
+            if not offsets:
                 continue
             p = dict(prov.get(fname) or {"source": "local"})
             with db.transaction():

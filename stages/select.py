@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hawk.activity import pick_active
-from hawk.curation import Picks, build_db, images_in, resolve
+from hawk.activity import ActivityFilter
+from hawk.curation import build_db, images_in, resolve
 from hawk.db import SpecDB
 from hawk.dedup import read_exclude
 from hawk.plot import write_dropped
@@ -40,28 +40,27 @@ def main() -> None:
     exclude = {f for c, f in read_exclude(Path(cfg.paths.dedup) / "exclude.csv") if c == code}
     folder = Path(cfg.paths.curation) / code
     queries, kept_images = cfg.search.queries.get(code), images_in(folder)
-    dropped: list[tuple[str, float, float]] = []
+    chooser = None
     if sel.auto_keep and queries:
         items = [(m["image"], m["file"], float(m["offset"])) for m in read_matches(Path(cfg.paths.search) / code /
                  "matches.csv") if float(m["distance"]) <= float(sel.max_distance) and m["class"] in ("", code)]
         picks, how = resolve(items, stored, exclude), f"search matches within distance {sel.max_distance}"
     elif kept_images or queries:
         picks, how = resolve(kept_images, stored, exclude), f"images in {folder}"
-    elif not sel.unattended.enabled or code in sel.unattended.keep_all:
-        picks = resolve([(f"{f}@{o}", f, o) for f, offs in stored.items() for o in offs], stored, exclude)
-        how = "all spectrograms"
     else:
-        restored = resolve(images_in(folder / "restored"), stored, exclude)
-        active = pick_active({f: o for f, o in stored.items() if f not in exclude}, rec_dir, settings,
-                             float(sel.unattended.min_activity_db), restored.offsets,
-                             show_progress=bool(sel.progress), label=code)
-        dropped = active.dropped
-        picks = Picks(active.kept, restored.skipped + active.skipped)
-        how = (f"unattended: activity >= {sel.unattended.min_activity_db} dB, {len(dropped)} dropped, "
-               f"{sum(map(len, restored.offsets.values()))} restored by you")
+        picks, how = resolve([(f"{f}@{o}", f, o) for f, offs in stored.items() for o in offs], stored, exclude), \
+            "all spectrograms"
+        if sel.unattended.enabled and code not in sel.unattended.keep_all:
+            restored = resolve(images_in(folder / "restored"), stored, exclude)
+            chooser = ActivityFilter(settings, float(sel.unattended.min_activity_db), restored.offsets)
+            picks.skipped += restored.skipped
     out = Path(cfg.paths.select)
     res = build_db(out / f"{code}.db", picks.offsets, rec_dir, class_db, settings, spec.name, code,
-                   str(cfg.extract.category), bool(sel.progress))
+                   str(cfg.extract.category), bool(sel.progress), chooser)
+    dropped = chooser.dropped if chooser else []
+    if chooser:
+        how = (f"unattended: activity >= {sel.unattended.min_activity_db} dB, {len(dropped)} dropped, "
+               f"{sum(map(len, restored.offsets.values()))} restored by you")
     write_dropped(Path(cfg.paths.dropped) / code, dropped, class_db, settings)
     write_skip_report(out / f"{code}.report.csv", picks.skipped + res.skipped)
     print(f"{code}: {res.spectrograms} spectrograms from {res.recordings} recordings ({how}); "
