@@ -9,8 +9,12 @@ a recording is heard too. Scores are the mean of the models' sigmoid outputs, th
 
 from __future__ import annotations
 
+import csv
+import functools
+import glob
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -22,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hawk.audio import AudioError, is_audio_file, iter_mono
+from hawk.audio import AUDIO_EXTENSIONS, AudioError, is_audio_file, iter_mono
 from hawk.ckpt import CheckpointError, load_checkpoint, model_from_checkpoint
 from hawk.errors import HawkError
 from hawk.spectrogram import SpecSettings, SpectrogramMaker
@@ -46,9 +50,13 @@ class Ensemble:
     mlflow_run_ids: list[str]
 
     @classmethod
-    def load(cls, source: str | Path, device: str = "auto") -> "Ensemble":
-        source = Path(source)
-        paths = sorted(source.glob("*.ckpt")) if source.is_dir() else [source] if source.is_file() else []
+    def load(cls, source: str | Path | list[Path], device: str = "auto") -> "Ensemble":
+        """Every ``*.ckpt`` of a folder, one checkpoint file, or a list of checkpoint files."""
+        if isinstance(source, list):
+            paths = [Path(p) for p in source]
+        else:
+            source = Path(source)
+            paths = sorted(source.glob("*.ckpt")) if source.is_dir() else [source] if source.is_file() else []
         if not paths:
             raise EnsembleError(f"{source}: no checkpoints (*.ckpt); run the train stage first")
         device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -179,13 +187,49 @@ def iter_segments(files: list[Path], settings: SpecSettings, prefetch: int = 1) 
 
 
 def find_recordings(source: str | Path) -> list[Path]:
-    """A recording, or every audio file under a folder (recursively), sorted."""
+    """The recordings ``source`` names, sorted: one recording; every audio file under a folder
+    (recursively); a glob (``/data/ARU/**/*.wav``); or a CSV file list (a ``path`` column, or the first
+    column; relative paths are relative to the CSV's folder)."""
+    text = str(source)
     source = Path(source)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        return _listed(source)
     if source.is_file():
         return [source]
-    if not source.is_dir():
-        raise AudioError(source, "no such recording or folder")
-    return sorted(p for p in source.rglob("*") if p.is_file() and is_audio_file(p))
+    if source.is_dir():
+        return sorted(p for p in source.rglob("*") if p.is_file() and is_audio_file(p))
+    if any(ch in text for ch in "*?["):
+        found = sorted(Path(p) for p in glob.glob(text, recursive=True))
+        files = [p for p in found if p.is_file() and is_audio_file(p)]
+        if not files:
+            raise AudioError(source, "the pattern matches no recordings")
+        return files
+    raise AudioError(source, "no such recording or folder")
+
+
+def _listed(csv_path: Path) -> list[Path]:
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise AudioError(csv_path, "empty file list")
+    col = rows[0].index("path") if "path" in rows[0] else 0
+    header = "path" in rows[0] or Path(rows[0][0]).suffix.lower() not in AUDIO_EXTENSIONS
+    body = rows[1:] if header else rows
+    files = [p if p.is_absolute() else csv_path.parent / p for p in (Path(r[col]) for r in body if r and r[col].strip())]
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise AudioError(csv_path, f"{len(missing)} listed recording(s) do not exist, e.g. {missing[0]}")
+    return sorted(files)
+
+
+def recordings_root(source: str | Path, files: list[Path]) -> Path:
+    """The folder label files mirror: the folder given, else the deepest folder holding every file."""
+    source = Path(source)
+    if source.is_dir():
+        return source
+    if not files:
+        return source.parent
+    return Path(os.path.commonpath([str(f.parent) for f in files]))
 
 
 @dataclass
@@ -207,19 +251,42 @@ class ScoreRun:
         return sum(f.seconds for f in self.files)
 
 
+def score_segments(ensemble: Ensemble, res: dict[str, Any], calibration: tuple[float, float] = (1, 0),
+                   batch_size: int = 64) -> FileScores | tuple[str, str]:
+    """The calibrated scores of one :func:`file_segments` result, or (path, reason) for a failed one."""
+    if "error" in res:
+        return res["path"], res["error"]
+    s = calibrate(ensemble.scores(res["specs"], batch_size), *calibration)
+    return FileScores(Path(res["path"]), res["offsets"], s, res["seconds"])
+
+
+def iter_scores(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, calibration: tuple[float, float] = (1, 0),
+                batch_size: int = 64, prefetch: int = 1, engine: Any = None) -> Iterator[FileScores | tuple[str, str]]:
+    """:func:`score_segments` of every file: in this process (files in order), or spread over
+    ``engine`` (a :class:`hawk.ray_engine.RayEngine`; files in the order they finish)."""
+    settings = segment_settings(ensemble.settings, overlap)
+    if engine is None:
+        for res in iter_segments(files, settings, prefetch):
+            yield score_segments(ensemble, res, calibration, batch_size)
+        return
+    items = [(str(f), settings) for f in files]
+    load = functools.partial(Ensemble.load, ensemble.paths, "auto")
+    call = functools.partial(score_segments, calibration=calibration, batch_size=batch_size)
+    for _, out in engine.map_with_model(items, load, call, prepare=file_segments):
+        yield out
+
+
 def score_files(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, calibration: tuple[float, float] = (1, 0),
-                batch_size: int = 64, prefetch: int = 1, progress: Any = None) -> ScoreRun:
+                batch_size: int = 64, prefetch: int = 1, progress: Any = None, engine: Any = None) -> ScoreRun:
     """Calibrated segment scores of every file; unreadable files are listed in ``skipped``."""
     start = time.perf_counter()
-    settings = segment_settings(ensemble.settings, overlap)
     run = ScoreRun()
-    for res in iter_segments(files, settings, prefetch):
-        if "error" in res:
-            run.skipped.append((res["path"], res["error"]))
-            log.warning("skipped %s: %s", res["path"], res["error"])
+    for out in iter_scores(files, ensemble, overlap, calibration, batch_size, prefetch, engine):
+        if isinstance(out, FileScores):
+            run.files.append(out)
         else:
-            s = calibrate(ensemble.scores(res["specs"], batch_size), *calibration)
-            run.files.append(FileScores(Path(res["path"]), res["offsets"], s, res["seconds"]))
+            run.skipped.append(out)
+            log.warning("skipped %s: %s", *out)
         if progress is not None:
             progress.update()
     run.seconds = time.perf_counter() - start

@@ -13,6 +13,7 @@ import difflib
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,12 +96,39 @@ def load_config(args: argparse.Namespace) -> DictConfig:
     project = Path.cwd()
     if not (project / f"{PARAMS}.yaml").exists():
         raise HawkError(f"no {PARAMS}.yaml in {project}; run stages from the project root")
-    cfg = compose_config(project, PARAMS, list(args.overrides))
+    overrides = list(args.overrides)
+    choices = group_choices(project / "conf", overrides)
+    if choices:
+        cfg = _compose_with_choices(project, choices, [o for o in overrides if o not in choices])
+    else:
+        cfg = compose_config(project, PARAMS, overrides)
     if args.cfg:
         print(OmegaConf.to_yaml(cfg))
         sys.exit(0)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return cfg
+
+
+def group_choices(conf: Path, overrides: list[str]) -> list[str]:
+    """The overrides that choose a config group's option (``engine=ray``, ``embedder=checkpoint``), as
+    ``dvc exp run -S`` does: a key without dots naming a folder of ``conf/`` that has that option."""
+    out = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key.isidentifier() and (conf / key / f"{value}.yaml").is_file():
+            out.append(item)
+    return out
+
+
+def _compose_with_choices(project: Path, choices: list[str], rest: list[str]) -> DictConfig:
+    """params.yaml with each chosen group's node replaced by that option's file, then ``rest`` on top."""
+    base = OmegaConf.load(project / f"{PARAMS}.yaml")
+    for item in choices:
+        base.pop(item.split("=", 1)[0], None)
+    with tempfile.TemporaryDirectory() as tmp:
+        OmegaConf.save(base, Path(tmp) / f"{PARAMS}.yaml")
+        search = f"hydra.searchpath=[file://{project / 'conf'}]"
+        return compose_config(Path(tmp), PARAMS, [search] + [f"+{c}" for c in choices] + rest)
 
 
 def class_stage(doc: str | None) -> tuple[DictConfig, ClassSpec]:

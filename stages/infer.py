@@ -4,20 +4,33 @@ Writes, for each recording, an Audacity label file <stem>_<suffix>.txt (start, e
 Raven selection table, plus labels.csv for the whole run and summary.txt; recordings that cannot be
 read are listed in skipped.csv. Checkpoints trained on different class lists are refused.
 
+infer.input is a recording, a folder (searched recursively), a glob ('/data/ARU/**/*.wav') or a CSV
+file list (a `path` column). Each recording's labels are written as soon as it is scored, so a rerun
+resumes: recordings already labelled with the same checkpoints and settings are skipped
+(infer.resume=false scores everything). engine=ray spreads the work over a Ray cluster (README,
+"Running on a cluster").
+
     python -m stages.infer                                   # infer.input (the demo: test soundscapes)
     python -m stages.infer infer.input=/data/ARU infer.min_score=0.7 infer.overlap=0 paths.labels=out/
+    python -m stages.infer engine=ray engine.address=auto infer.input=/data/ARU paths.labels=out/
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from hawk.fsutil import atomic_open
-from hawk.infer import Ensemble, find_recordings, score_files
-from hawk.labels import make_labels, write_audacity, write_raven, write_run_csv
+from hawk.infer import Ensemble, FileScores, find_recordings, iter_scores, recordings_root
+from hawk.labels import Label, make_labels, write_audacity, write_raven, write_run_csv
 from hawk.progress import progress_bar
+from hawk.ray_engine import engine_from_config
 from hawk.reports import write_skip_report
+from hawk.resume import LabelRecords, run_key
 from stages._cli import load_config, parser, run
 
 
@@ -25,40 +38,73 @@ def main() -> None:
     start = time.perf_counter()
     cfg = load_config(parser(__doc__).parse_args())
     c = cfg.infer
+    engine = engine_from_config(OmegaConf.to_container(cfg.engine, resolve=True))
     ensemble = Ensemble.load(cfg.paths.ckpt, str(c.device))
     files = find_recordings(c.input)
+    root = recordings_root(c.input, files)
+    rel = {f: f.relative_to(root) if f.is_relative_to(root) else Path(f.name) for f in files}
     out = Path(cfg.paths.labels)
     out.mkdir(parents=True, exist_ok=True)
+    label_settings = {k: OmegaConf.to_container(c, resolve=True)[k]
+                      for k in ("overlap", "calibration", "min_score", "merge", "ignore", "suffix", "raven")}
+    records = LabelRecords(out, run_key(ensemble.paths, label_settings))
+    done = {f for f in files if c.resume and records.done(rel[f])}
+    todo = [f for f in files if f not in done]
+    keep = {out / rel[f].parent / name for f in done for name in (f"{f.stem}_{c.suffix}.txt", f"{f.stem}.selections.txt")}
     for old in list(out.rglob(f"*_{c.suffix}.txt")) + list(out.rglob("*.selections.txt")):
-        old.unlink()
-    root = Path(c.input) if Path(c.input).is_dir() else Path(c.input).parent
-    with progress_bar(len(files), "infer", bool(c.progress)) as bar:
-        run = score_files(files, ensemble, float(c.overlap), (float(c.calibration.a), float(c.calibration.b)),
-                          int(c.batch_size), int(c.prefetch), bar)
-    rows = []
-    per_class: dict[str, int] = {}
+        if old not in keep:
+            old.unlink()
+    for f in todo:
+        records.forget(rel[f])
+
     s = ensemble.settings
-    for f in run.files:
-        labels = make_labels(f.offsets, f.scores, ensemble.classes, s.segment_len, float(c.min_score), bool(c.merge),
-                             list(c.ignore), f.seconds)
-        rel = f.path.relative_to(root) if f.path.is_relative_to(root) else Path(f.path.name)
-        dest = out / rel.parent
-        write_audacity(dest / f"{f.path.stem}_{c.suffix}.txt", labels)
-        if c.raven:
-            write_raven(dest / f"{f.path.stem}.selections.txt", labels, s.min_freq, s.max_freq)
-        rows += [(str(rel), lb) for lb in labels]
-        for lb in labels:
-            per_class[lb.code] = per_class.get(lb.code, 0) + 1
-    write_run_csv(out / "labels.csv", rows)
-    write_skip_report(out / "skipped.csv", [(str(p), r) for p, r in run.skipped])
-    audio = run.audio_seconds
+    skipped: list[tuple[str, str]] = []
+    scoring = time.perf_counter()
+    hours = sum(records.read(rel[f])[0] for f in done) / 3600
+    with progress_bar(len(files), "infer", bool(c.progress)) as bar, (engine or nullcontext()):
+        bar.update(len(done))
+        for res in iter_scores(todo, ensemble, float(c.overlap), (float(c.calibration.a), float(c.calibration.b)),
+                               int(c.batch_size), int(c.prefetch), engine):
+            if isinstance(res, FileScores):
+                labels = make_labels(res.offsets, res.scores, ensemble.classes, s.segment_len, float(c.min_score),
+                                     bool(c.merge), list(c.ignore), res.seconds)
+                r = rel[res.path]
+                write_audacity(out / r.parent / f"{res.path.stem}_{c.suffix}.txt", labels)
+                if c.raven:
+                    write_raven(out / r.parent / f"{res.path.stem}.selections.txt", labels, s.min_freq, s.max_freq)
+                records.write(r, res.seconds, labels)  # last: a record means its label files are complete
+                hours += res.seconds / 3600
+            else:
+                skipped.append(res)
+            bar.update()
+            bar.set_postfix_str(f"{hours:.2f} h audio")
+    scoring = time.perf_counter() - scoring
+
+    labelled = [f for f in files if f in done or records.done(rel[f])]
+    per_class: dict[str, int] = {}
+    audio = 0.0
+
+    def rows() -> Iterator[tuple[str, Label]]:
+        nonlocal audio
+        for f in labelled:
+            seconds, labels = records.read(rel[f])
+            audio += seconds
+            for lb in labels:
+                per_class[lb.code] = per_class.get(lb.code, 0) + 1
+                yield str(rel[f]), lb
+
+    n_labels = write_run_csv(out / "labels.csv", rows())
+    write_skip_report(out / "skipped.csv", skipped)
     wall = time.perf_counter() - start
+    scored_audio = audio - sum(records.read(rel[f])[0] for f in done)
     summary = [
-        f"{len(run.files)} recordings ({audio / 60:.1f} min of audio), {len(run.skipped)} skipped, {len(rows)} labels",
-        f"ensemble of {len(ensemble.models)} checkpoint(s) from {cfg.paths.ckpt}, {len(ensemble.classes)} classes",
+        f"{len(labelled)} recordings ({audio / 60:.1f} min of audio), {len(skipped)} skipped, {n_labels} labels; "
+        f"{len(labelled) - len(done)} scored now, {len(done)} resumed from an earlier run",
+        f"ensemble of {len(ensemble.models)} checkpoint(s) from {cfg.paths.ckpt}, {len(ensemble.classes)} classes, "
+        f"engine {cfg.engine.name}",
         f"min_score {c.min_score}, overlap {c.overlap} s, merge {c.merge}, ignoring {', '.join(c.ignore)}",
-        f"{run.seconds:.1f} s scoring, {wall:.1f} s in all: {audio / max(run.seconds, 1e-9):.0f}x real time "
-        f"({audio / max(wall, 1e-9):.0f}x with start-up)",
+        (f"{scoring:.1f} s scoring, {wall:.1f} s in all: {scored_audio / max(scoring, 1e-9):.0f}x real time "
+         f"({scored_audio / max(wall, 1e-9):.0f}x with start-up)") if scored_audio else f"nothing to score, {wall:.1f} s",
         "labels per class: " + (", ".join(f"{k} {v}" for k, v in sorted(per_class.items())) or "none"),
     ]
     with atomic_open(out / "summary.txt", "w", encoding="utf-8") as fh:

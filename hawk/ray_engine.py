@@ -1,0 +1,174 @@
+"""engine=ray: the per-recording work of extract, embed and infer spread over a Ray cluster.
+
+This module runs hawk's own per-recording functions (``hawk.extract.extract_in_memory``,
+``hawk.infer.file_segments``, ...) on Ray; it is not a second implementation of any step. Ray Data
+streams the inputs: CPU tasks read and decode recordings and make spectrograms, and an actor pool holds
+the model (one load per actor, on a GPU when the cluster has one and ``gpus_per_actor`` allows) for
+scoring or embedding. Results come back to the driver, the stage's own process, which alone writes
+files and SQLite, so no file is written by two processes at once.
+
+Faults: a worker that dies (``kill -9`` included) has its task retried, and a dead actor is restarted
+and its call retried (Ray Data's defaults: unlimited retries for system failures); the functions
+themselves never raise for a bad recording, they return the reason.
+
+What every node needs: the locked environment (``make install``) and the recordings, checkpoints and
+project at the same paths (a shared file system). Files are the unit of work: many files scale over
+nodes; one long recording is decoded by one task.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hawk.errors import HawkError
+
+log = logging.getLogger(__name__)
+ITEMS_PER_BLOCK = 8  # recordings per Ray Data block: small enough to spread, large enough to be cheap
+
+
+@dataclass
+class RayEngine:
+    """Where and how Ray runs the work (config group ``engine``, ``engine=ray``).
+
+    ``address``: ``""`` starts a local cluster inside this process (``num_cpus`` CPUs, all when None);
+    ``auto`` joins the cluster running on this machine (``ray start``); ``host:port`` joins that one.
+    ``gpus_per_actor``: ``auto`` gives each model actor one GPU when the cluster has GPUs.
+    ``concurrency``: model actors in the pool (None: one per ``cpus_per_actor`` CPUs of the cluster).
+    ``batch_size``: recordings per actor call.
+    """
+
+    address: str = ""
+    num_cpus: int | None = None
+    cpus_per_task: float = 1.0
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float | str = "auto"
+    concurrency: int | None = None
+    batch_size: int = 1
+    _started: bool = False
+
+    def __enter__(self) -> "RayEngine":
+        import ray
+
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, **kwargs)
+            self._started = True
+        from ray.data import DataContext
+
+        ctx = DataContext.get_current()
+        ctx.enable_progress_bars = False  # the stage draws one bar over the whole job
+        ctx.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+    @staticmethod
+    def _cluster(resource: str) -> float:
+        import ray
+
+        return float(ray.cluster_resources().get(resource, 0))
+
+    def _resources(self) -> tuple[float, int]:
+        """GPUs per actor, and the actor count: ``concurrency``, else one per ``cpus_per_actor`` CPUs."""
+        gpus = self.gpus_per_actor
+        if gpus == "auto":
+            gpus = 1.0 if self._cluster("GPU") > 0 else 0.0
+        actors = self.concurrency or max(1, int(self._cluster("CPU") // max(self.cpus_per_actor, 1e-9)))
+        return float(gpus), actors
+
+    def _dataset(self, items: list[Any]):
+        import ray
+
+        rows = [{"i": i, "x": pickle.dumps(item)} for i, item in enumerate(items)]
+        cpus = max(self._cluster("CPU"), 1)
+        blocks = min(len(rows), max(math.ceil(len(rows) / ITEMS_PER_BLOCK), int(4 * cpus)))
+        return ray.data.from_items(rows, override_num_blocks=max(blocks, 1))
+
+    def map(self, fn: Callable[..., Any], items: list[tuple]) -> Iterator[tuple[tuple, Any]]:
+        """``fn(*item)`` for every item, as CPU tasks; yields (item, result) as results arrive."""
+        if not items:
+            return iter(())
+        ds = self._dataset(items).map(_Apply(fn), num_cpus=self.cpus_per_task)
+        return self._collect(ds, items)
+
+    def map_with_model(self, items: list[tuple], load: Callable[[], Any], call: Callable[..., Any],
+                       prepare: Callable[..., Any] | None = None) -> Iterator[tuple[tuple, Any]]:
+        """``call(model, prepare(*item))`` for every item (``call(model, item)`` without ``prepare``),
+        where ``model = load()`` once per actor. With GPUs, ``prepare`` runs as CPU tasks feeding GPU
+        actors; on CPUs only, each actor runs both, so actors and tasks never wait on each other's CPUs."""
+        if not items:
+            return iter(())
+        gpus, actors = self._resources()
+        ds = self._dataset(items)
+        if prepare is not None and gpus > 0:
+            ds = ds.map(_Apply(prepare), num_cpus=self.cpus_per_task)
+            prepare = None
+            actors = self.concurrency or max(1, int(self._cluster("GPU") // gpus))
+        from ray.data import ActorPoolStrategy
+
+        ds = ds.map_batches(_ModelActor, fn_constructor_args=(load, call, prepare), batch_size=self.batch_size,
+                            batch_format="numpy", compute=ActorPoolStrategy(size=actors), num_cpus=self.cpus_per_actor,
+                            num_gpus=gpus)
+        return self._collect(ds, items)
+
+    @staticmethod
+    def _collect(ds, items: list[tuple]) -> Iterator[tuple[tuple, Any]]:
+        for row in ds.iter_rows():
+            yield items[int(row["i"])], pickle.loads(row["x"])
+
+
+class _Apply:
+    """A Ray Data row function: unpickle the item, apply ``fn``, pickle the result (any Python value
+    travels, whatever Arrow would make of it)."""
+
+    def __init__(self, fn: Callable[..., Any]):
+        self.fn = fn
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {"i": row["i"], "x": pickle.dumps(self.fn(*pickle.loads(row["x"])), protocol=5)}
+
+
+class _ModelActor:
+    """One model per actor process; each row of a batch is ``call(model, prepare(*item))``, or
+    ``call(model, value)`` for a value a task prepared."""
+
+    def __init__(self, load: Callable[[], Any], call: Callable[..., Any], prepare: Callable[..., Any] | None):
+        self.model = load()
+        self.call = call
+        self.prepare = prepare
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = []
+        for x in batch["x"]:
+            value = pickle.loads(x)
+            if self.prepare is not None:
+                value = self.prepare(*value)
+            out.append(pickle.dumps(self.call(self.model, value), protocol=5))
+        return {"i": batch["i"], "x": np.array(out, dtype=object)}
+
+
+def engine_from_config(options: dict[str, Any]) -> RayEngine | None:
+    """None for ``engine.name: local`` (today's code path), a :class:`RayEngine` for ``ray``."""
+    opts = dict(options)
+    name = opts.pop("name", "local")
+    if name == "local":
+        return None
+    if name != "ray":
+        raise HawkError(f"unknown engine {name!r}; choose local or ray")
+    return RayEngine(**opts)
