@@ -1,8 +1,8 @@
 """Build (or bring up to date) one class's spectrogram database from its folder of recordings.
 
-Recordings are decoded and transformed in parallel worker processes; each worker streams its
-spectrograms to a spill file so memory stays flat however long the recording, and the main process
-moves each recording into SQLite in one transaction. A crash therefore never leaves half a recording,
+Recordings are decoded and transformed in parallel worker processes (or Ray tasks, ``engine``); a local
+worker streams its spectrograms to a spill file so memory stays flat however long the recording, and
+the main process moves each recording into SQLite in one transaction. A crash therefore never leaves half a recording,
 and a re-run adds only recordings the database lacks (and drops ones whose files are gone).
 """
 
@@ -12,7 +12,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -43,8 +43,9 @@ class ExtractResult:
     seconds: float = 0.0
 
 
-def extract_to_spill(path: str, settings: SpecSettings, spill: str) -> dict[str, Any]:
-    """Worker: spectrograms of one recording into ``spill``; returns counts or the reason it failed."""
+def extract_recording(path: str, settings: SpecSettings, sink: Callable[[float, bytes], None]) -> dict[str, Any]:
+    """Worker: the encoded spectrograms of one recording, each passed to ``sink(offset, blob)`` as it is
+    made; returns counts, or the reason the recording failed."""
     try:
         info, blocks = iter_mono(path, settings.sample_rate, settings.block_seconds, settings.check_seconds)
         peak = 0.0
@@ -59,12 +60,9 @@ def extract_to_spill(path: str, settings: SpecSettings, spill: str) -> dict[str,
                 yield b
 
         n = 0
-        with open(spill, "wb") as f:
-            for offset, spec in SpectrogramMaker(settings).segments(tracked()):
-                blob = encode(spec, settings.compress_level)
-                f.write(_REC.pack(offset, len(blob)))
-                f.write(blob)
-                n += 1
+        for offset, spec in SpectrogramMaker(settings).segments(tracked()):
+            sink(offset, encode(spec, settings.compress_level))
+            n += 1
         seconds = samples / settings.sample_rate
         if samples == 0:
             return {"error": "no audio samples (empty or corrupt file)"}
@@ -77,6 +75,23 @@ def extract_to_spill(path: str, settings: SpecSettings, spill: str) -> dict[str,
         return {"error": e.reason}
     except Exception as e:  # a bad recording must never stop the stage
         return {"error": f"{type(e).__name__}: {e}"}
+
+
+def extract_to_spill(path: str, settings: SpecSettings, spill: str) -> dict[str, Any]:
+    """Local worker process: spectrograms into a spill file, so memory stays flat however long the recording."""
+    with open(spill, "wb") as f:
+        def write(offset: float, blob: bytes) -> None:
+            f.write(_REC.pack(offset, len(blob)))
+            f.write(blob)
+
+        return extract_recording(path, settings, write)
+
+
+def extract_in_memory(path: str, settings: SpecSettings) -> dict[str, Any]:
+    """Ray task: spectrograms returned with the counts (a cluster's driver cannot read a worker's disk)."""
+    rows: list[tuple[float, bytes]] = []
+    out = extract_recording(path, settings, lambda offset, blob: rows.append((offset, blob)))
+    return out if "error" in out else {**out, "rows": rows}
 
 
 def read_spill(spill: Path) -> Iterator[tuple[float, bytes]]:
@@ -117,11 +132,14 @@ def extract_class(
     workers: int = 0,
     category: str = "bird",
     show_progress: bool = True,
+    engine: Any = None,
 ) -> ExtractResult:
     """Bring ``db_path`` in line with the recordings in ``rec_dir``; list skipped files in ``report_path``.
 
-    ``workers`` 0 means one per CPU core; 1 runs in this process. A database made with other
-    spectrogram settings is rebuilt from scratch, since its spectrograms would no longer match.
+    ``workers`` 0 means one per CPU core; 1 runs in this process. ``engine`` (a
+    :class:`hawk.ray_engine.RayEngine`) spreads the recordings over a Ray cluster instead; either way
+    only this process writes the database. A database made with other spectrogram settings is rebuilt
+    from scratch, since its spectrograms would no longer match.
     """
     start = time.perf_counter()
     rec_dir, db_path = Path(rec_dir), Path(db_path)
@@ -158,9 +176,14 @@ def extract_class(
         todo = [p for p in files if p.name not in existing]
         result.kept_recordings = len(files) - len(todo)
         today = time.strftime("%Y-%m-%d")
-        jobs = [(str(p), settings, str(spill_dir / f"{i}.bin")) for i, p in enumerate(todo)]
-        for (path, _, spill), out in progress(_run(jobs, workers), total=len(jobs), desc=f"extract {code}",
-                                              enabled=show_progress):
+        if engine is None:
+            jobs = [(str(p), settings, str(spill_dir / f"{i}.bin")) for i, p in enumerate(todo)]
+            results = _run(jobs, workers)
+        else:
+            jobs = [(str(p), settings) for p in todo]
+            results = engine.map(extract_in_memory, jobs)
+        for job, out in progress(results, total=len(jobs), desc=f"extract {code}", enabled=show_progress):
+            path, spill = job[0], Path(job[2]) if engine is None else None
             fname = Path(path).name
             if "error" in out:
                 result.skipped.append((fname, out["error"]))
@@ -171,9 +194,11 @@ def extract_class(
                 with db.transaction():
                     src = db.source_id(prov["source"])
                     rec = db.insert_recording(src, sub_id, fname, out["seconds"], prov)
-                    result.added_spectrograms += db.insert_spectrograms(rec, read_spill(Path(spill)), today)
+                    rows = read_spill(spill) if spill else out["rows"]
+                    result.added_spectrograms += db.insert_spectrograms(rec, rows, today)
                 result.added_recordings += 1
-            Path(spill).unlink(missing_ok=True)
+            if spill:
+                spill.unlink(missing_ok=True)
     spill_dir.rmdir()
     write_skip_report(report_path, result.skipped)
     result.seconds = time.perf_counter() - start

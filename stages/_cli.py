@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -25,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from hawk.classes import ClassSpec, get_class, parse_classes
 from hawk.embed import Embedder, create_embedder
 from hawk.errors import HawkError
+from hawk.ray_engine import RayEngine, engine_from_config
 from hawk.spectrogram import SpecSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,12 +164,29 @@ def spec_settings(cfg: DictConfig) -> SpecSettings:
     return SpecSettings.from_mapping(OmegaConf.to_container(cfg.audio, resolve=True))
 
 
-def embedder(cfg: DictConfig) -> Embedder:
-    """The configured embedder (``embedder.name`` plus its options, less the stage-level ones)."""
+def embedder_factory(cfg: DictConfig) -> Callable[[], Embedder]:
+    """What makes the configured embedder (``embedder.name`` plus its options, less the stage-level
+    ones): called here, or once in each actor of a Ray cluster."""
     opts = OmegaConf.to_container(cfg.embedder, resolve=True)
     name = opts.pop("name")
     opts.pop("progress", None)
-    return create_embedder(name, **opts)
+    return functools.partial(create_embedder, name, **opts)
+
+
+def embedder(cfg: DictConfig) -> Embedder:
+    return embedder_factory(cfg)()
+
+
+@contextmanager
+def engine(cfg: DictConfig) -> Iterator[RayEngine | None]:
+    """The configured engine, started for the block: None for ``engine=local``, else a running
+    :class:`hawk.ray_engine.RayEngine` (joined or started, and shut down after if started here)."""
+    eng = engine_from_config(OmegaConf.to_container(cfg.engine, resolve=True))
+    if eng is None:
+        yield None
+        return
+    with eng:
+        yield eng
 
 
 def class_list(cfg: DictConfig) -> list[ClassSpec]:

@@ -9,6 +9,7 @@ Only what is used is computed: a class with no search queries gets an empty stor
 BirdNET's weights are licensed CC BY-NC-SA 4.0 (non-commercial, share alike).
 
     python -m stages.embed --code RIWH [embedder.threads=1 ...]
+    python -m stages.embed --code RIWH engine=ray engine.address=auto   # embedded on a Ray cluster
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hawk.embed.run import embed_class, write_unused
-from stages._cli import class_stage, embedder, run
+from stages._cli import class_stage, embedder_factory, engine, run
 
 
 def main() -> None:
@@ -26,10 +27,12 @@ def main() -> None:
         write_unused(out / f"{spec.code}.npz", out / f"{spec.code}.report.csv", spec.code, str(cfg.embedder.name))
         print(f"{spec.code}: not embedded (no search queries use it; search.embed_all=true embeds every class)")
         return
-    emb = embedder(cfg)
-    res = embed_class(Path(cfg.paths.db) / f"{spec.code}.db", Path(cfg.paths.recordings) / spec.code, emb,
-                      out / f"{spec.code}.npz", out / f"{spec.code}.report.csv", spec.code,
-                      show_progress=bool(cfg.embedder.progress))
+    load = embedder_factory(cfg)
+    emb = load()
+    with engine(cfg) as eng:
+        res = embed_class(Path(cfg.paths.db) / f"{spec.code}.db", Path(cfg.paths.recordings) / spec.code, emb,
+                          out / f"{spec.code}.npz", out / f"{spec.code}.report.csv", spec.code,
+                          show_progress=bool(cfg.embedder.progress), engine=eng, load_embedder=load)
     rate = res.embedded / res.seconds if res.seconds else 0.0
     print(f"{spec.code}: {res.embedded} embedded, {res.reused} reused, {len(res.skipped)} recordings skipped "
           f"in {res.seconds:.1f} s ({rate:.0f} spectrograms/s, {emb.name} {emb.version}, {emb.dim}-d)")

@@ -6,6 +6,7 @@ change of audio.* settings rebuilds the database. Files that are too short, sile
 are skipped and listed with the reason in data/db/<CODE>.report.csv.
 
     python -m stages.extract --code AMRO [audio.offset=3 extract.workers=1 ...]
+    python -m stages.extract --code AMRO engine=ray engine.address=auto   # the recordings spread over a cluster
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from omegaconf import OmegaConf
 
 from hawk.extract import extract_class
 from hawk.spectrogram import SpecSettings
-from stages._cli import class_stage, run
+from stages._cli import class_stage, engine, run
 
 
 def main() -> None:
     cfg, spec = class_stage(__doc__)
     settings = SpecSettings.from_mapping(OmegaConf.to_container(cfg.audio, resolve=True))
     db_dir = Path(cfg.paths.db)
-    res = extract_class(Path(cfg.paths.recordings) / spec.code, db_dir / f"{spec.code}.db",
-                        db_dir / f"{spec.code}.report.csv", spec.name, spec.code, settings,
-                        workers=int(cfg.extract.workers), category=str(cfg.extract.category),
-                        show_progress=bool(cfg.extract.progress))
+    with engine(cfg) as eng:
+        res = extract_class(Path(cfg.paths.recordings) / spec.code, db_dir / f"{spec.code}.db",
+                            db_dir / f"{spec.code}.report.csv", spec.name, spec.code, settings,
+                            workers=int(cfg.extract.workers), category=str(cfg.extract.category),
+                            show_progress=bool(cfg.extract.progress), engine=eng)
     print(f"{spec.code}: +{res.added_recordings} recordings (+{res.added_spectrograms} spectrograms), "
           f"{res.kept_recordings} unchanged, {res.removed_recordings} removed, {len(res.skipped)} skipped "
           f"in {res.seconds:.1f} s")

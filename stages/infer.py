@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -28,17 +27,15 @@ from hawk.fsutil import atomic_open
 from hawk.infer import Ensemble, FileScores, find_recordings, iter_scores, recordings_root
 from hawk.labels import Label, make_labels, write_audacity, write_raven, write_run_csv
 from hawk.progress import progress_bar
-from hawk.ray_engine import engine_from_config
 from hawk.reports import write_skip_report
 from hawk.resume import LabelRecords, run_key
-from stages._cli import load_config, parser, run
+from stages._cli import engine, load_config, parser, run
 
 
 def main() -> None:
     start = time.perf_counter()
     cfg = load_config(parser(__doc__).parse_args())
     c = cfg.infer
-    engine = engine_from_config(OmegaConf.to_container(cfg.engine, resolve=True))
     ensemble = Ensemble.load(cfg.paths.ckpt, str(c.device))
     files = find_recordings(c.input)
     root = recordings_root(c.input, files)
@@ -61,10 +58,10 @@ def main() -> None:
     skipped: list[tuple[str, str]] = []
     scoring = time.perf_counter()
     hours = sum(records.read(rel[f])[0] for f in done) / 3600
-    with progress_bar(len(files), "infer", bool(c.progress)) as bar, (engine or nullcontext()):
+    with progress_bar(len(files), "infer", bool(c.progress)) as bar, engine(cfg) as eng:
         bar.update(len(done))
         for res in iter_scores(todo, ensemble, float(c.overlap), (float(c.calibration.a), float(c.calibration.b)),
-                               int(c.batch_size), int(c.prefetch), engine):
+                               int(c.batch_size), int(c.prefetch), eng):
             if isinstance(res, FileScores):
                 labels = make_labels(res.offsets, res.scores, ensemble.classes, s.segment_len, float(c.min_score),
                                      bool(c.merge), list(c.ignore), res.seconds)

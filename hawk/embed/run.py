@@ -7,15 +7,18 @@ cut it at the spectrograms' offsets; spectrogram embedders read the stored spect
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hawk.audio import AudioError
-from hawk.db import SpecDB
+from hawk.db import SpecDB, SpecRow
 from hawk.embed.base import Embedder, EmbedderError
 from hawk.embed.store import Embeddings, load_embeddings, normalise, save_embeddings
 from hawk.progress import progress_bar
@@ -34,7 +37,11 @@ class EmbedResult:
 
 
 def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, out_path: str | Path,
-                report_path: str | Path, code: str, batch_size: int = 64, show_progress: bool = True) -> EmbedResult:
+                report_path: str | Path, code: str, batch_size: int = 64, show_progress: bool = True,
+                engine: Any = None, load_embedder: Callable[[], Embedder] | None = None) -> EmbedResult:
+    """Embed what the class's store lacks. With ``engine`` (a :class:`hawk.ray_engine.RayEngine`) the
+    recordings are embedded on the cluster, each actor holding its own ``load_embedder()``; this process
+    alone writes the store."""
     start = time.perf_counter()
     result = EmbedResult()
     with SpecDB(db_path) as db:
@@ -54,7 +61,19 @@ def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, ou
     pending_ids: list[int] = []
     pending: list[np.ndarray] = []
 
-    with progress_bar(sum(len(g) for _, g in groups), f"embed {code}", show_progress, unit="spec") as bar:
+    remote: dict[str, np.ndarray | str] = {}
+    if engine is not None:
+        light = embedder.kind == "audio"  # audio embedders read the recording, not the stored spectrograms
+        items = [(str(rec_dir), f, [replace(r, value=b"") if light else r for r in g if r.id not in old], height, width)
+                 for f, g in groups]
+        items = [it for it in items if it[2]]
+        call = functools.partial(embed_recording, batch_size=batch_size)
+        with progress_bar(len(items), f"embed {code} on the cluster", show_progress) as bar:
+            for item, out in engine.map_with_model(items, load_embedder, call):
+                remote[item[1]] = out
+                bar.update()
+    with progress_bar(sum(len(g) for _, g in groups), f"embed {code}", show_progress and engine is None,
+                      unit="spec") as bar:
 
         def flush() -> None:
             if pending:
@@ -73,16 +92,19 @@ def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, ou
                 result.reused += len(reuse)
                 bar.update(len(reuse))
             todo = [r for r in group if r.id not in old]
-            try:
-                if not todo:
-                    continue
-                if embedder.kind == "audio":
-                    inputs = embedder.inputs_at(Path(rec_dir) / filename, [r.offset for r in todo])
-                else:
-                    inputs = np.stack([decode(r.value, height, width) for r in todo])
-            except (AudioError, OSError, ValueError) as e:
-                result.skipped.append((filename, str(e)))
-                log.warning("skipped %s: %s", filename, e)
+            if not todo:
+                continue
+            inputs = remote.get(filename) if engine is not None else _inputs_or_reason(embedder, rec_dir, filename,
+                                                                                        todo, height, width)
+            if isinstance(inputs, str):
+                result.skipped.append((filename, inputs))
+                log.warning("skipped %s: %s", filename, inputs)
+                bar.update(len(todo))
+                continue
+            if engine is not None:  # embedded by the cluster already
+                ids.extend(r.id for r in todo)
+                vecs.append(inputs)
+                result.embedded += len(todo)
                 bar.update(len(todo))
                 continue
             for r, x in zip(todo, inputs):
@@ -96,6 +118,27 @@ def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, ou
     write_skip_report(report_path, result.skipped)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _inputs_or_reason(embedder: Embedder, rec_dir: str | Path, filename: str, rows: list[SpecRow], height: int,
+                      width: int) -> np.ndarray | str:
+    """The embedder's inputs for ``rows`` of one recording, or why they cannot be made."""
+    try:
+        if embedder.kind == "audio":
+            return embedder.inputs_at(Path(rec_dir) / filename, [r.offset for r in rows])
+        return np.stack([decode(r.value, height, width) for r in rows])
+    except (AudioError, OSError, ValueError) as e:
+        return str(e)
+
+
+def embed_recording(embedder: Embedder, item: tuple, batch_size: int = 64) -> np.ndarray | str:
+    """Cluster worker: normalised vectors of one recording's ``rows`` (``item`` is rec_dir, filename,
+    rows, height, width), or the reason it failed."""
+    inputs = _inputs_or_reason(embedder, *item)
+    if isinstance(inputs, str):
+        return inputs
+    return np.concatenate([normalise(embedder.embed(inputs[i : i + batch_size]))
+                           for i in range(0, len(inputs), batch_size)])
 
 
 def write_unused(out_path: str | Path, report_path: str | Path, code: str, embedder_name: str) -> None:
