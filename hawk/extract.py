@@ -180,7 +180,7 @@ def extract_class(
             jobs = [(str(p), settings, str(spill_dir / f"{i}.bin")) for i, p in enumerate(todo)]
             results = _run(jobs, workers)
         else:
-            jobs = [(str(p), settings) for p in todo]
+            jobs = [(str(p.resolve()), settings) for p in todo]  # workers run in their own folders
             results = engine.map(extract_in_memory, jobs)
         for job, out in progress(results, total=len(jobs), desc=f"extract {code}", enabled=show_progress):
             path, spill = job[0], Path(job[2]) if engine is None else None

@@ -10,6 +10,7 @@ a recording is heard too. Scores are the mean of the models' sigmoid outputs, th
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import glob
 import logging
@@ -269,11 +270,12 @@ def iter_scores(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, cal
         for res in iter_segments(files, settings, prefetch):
             yield score_segments(ensemble, res, calibration, batch_size)
         return
-    items = [(str(f), settings) for f in files]
-    load = functools.partial(Ensemble.load, ensemble.paths, "auto")
+    # workers run in their own folders: they get absolute paths, the caller gets its own back
+    given = {str(f.resolve()): f for f in files}
+    load = functools.partial(Ensemble.load, [p.resolve() for p in ensemble.paths], "auto")
     call = functools.partial(score_segments, calibration=calibration, batch_size=batch_size)
-    for _, out in engine.map_with_model(items, load, call, prepare=file_segments):
-        yield out
+    for (path, _), out in engine.map_with_model([(p, settings) for p in given], load, call, prepare=file_segments):
+        yield dataclasses.replace(out, path=given[path]) if isinstance(out, FileScores) else (str(given[path]), out[1])
 
 
 def score_files(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, calibration: tuple[float, float] = (1, 0),

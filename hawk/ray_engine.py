@@ -59,7 +59,11 @@ class RayEngine:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
             if self.address:
-                ray.init(address=self.address, **kwargs)
+                try:
+                    ray.init(address=self.address, **kwargs)
+                except ConnectionError as e:
+                    raise HawkError(f"engine.address={self.address}: no Ray cluster answers there ({e}); start one "
+                                    "with `ray start --head`, or set engine.address='' to start one in this process") from e
             else:
                 ray.init(num_cpus=self.num_cpus, include_dashboard=False, **kwargs)
             self._started = True

@@ -2,8 +2,11 @@
 `ray start --address`, one CPU each): infer, extract and embed give what the local engine gives, infer
 resumes after its driver is killed, and a Ray worker killed with kill -9 mid-run loses nothing."""
 
+import json
 import os
+import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from hawk.ckpt import save_checkpoint
 from hawk.db import SpecDB
 from hawk.download.demo import synth_recording, write_audio
 from hawk.embed import create_embedder
@@ -22,19 +27,21 @@ from hawk.embed.store import load_embeddings
 from hawk.embed.run import embed_class
 from hawk.extract import extract_class
 from hawk.infer import Ensemble, FileScores, iter_scores, score_files
+from hawk.models import create_model
 from hawk.ray_engine import RayEngine
 from hawk.resume import FOLDER
 from hawk.spectrogram import SpecSettings
 from tests.conftest import ROOT
-from tests.test_infer_eval import ckpt
+from tests.test_infer_eval import CLASSES
 
 RAY = str(Path(sys.executable).parent / "ray")
-FILES = 16
+FILES = 12
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """The head node and a second node, each with its own CPU; their address."""
+def cluster(request):
+    """The head node and a second node, each with its own CPU; their address. The nodes start while the
+    local engine labels the archive (``local_labels``), and stop in the background afterwards."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -43,15 +50,18 @@ def cluster():
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
     saved = {k: os.environ.get(k) for k in auth}
     os.environ.update(auth)
-    env = dict(os.environ)
-    common = ["--num-cpus=1", "--object-store-memory=150000000", "--disable-usage-stats"]
+    common = f"--num-cpus=1 --object-store-memory=150000000 --disable-usage-stats"
+    start = subprocess.Popen(f"{RAY} start --head --port={port} --include-dashboard=false --temp-dir={temp} {common} "
+                             f"&& {RAY} start --address=127.0.0.1:{port} {common}", shell=True, env=dict(os.environ),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}",
-                        *common], check=True, env=env, capture_output=True)
-        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], check=True, env=env, capture_output=True)
+        request.getfixturevalue("local_labels")
+        out = start.communicate(timeout=180)[0]
+        assert start.returncode == 0, out
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True)
+        subprocess.Popen([RAY, "stop", "--force"], env=dict(os.environ), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
@@ -63,17 +73,22 @@ def archive(tmp_path_factory):
     rec = root / "recordings"
     for i in range(FILES):
         ext = [".wav", ".flac", ".mp3", ".ogg", ".m4a"][i % 5]
-        write_audio(rec / f"site{i % 3}" / f"r{i:02d}{ext}", synth_recording(["whistle", "chirp"][i % 2], i, 20.0,
+        write_audio(rec / f"site{i % 3}" / f"r{i:02d}{ext}", synth_recording(["whistle", "chirp"][i % 2], i, 15.0,
                                                                              32000), 32000)
     (rec / "site0" / "broken.wav").write_text("not audio")
-    ckpt(root / "ckpt" / "a.ckpt", seed=1)
-    ckpt(root / "ckpt" / "b.ckpt", seed=2)
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = create_model("custom_hgnet_1", len(CLASSES))
+        with torch.no_grad():  # an untrained head scores 0.5 everywhere: give the models opinions
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.1)
+        save_checkpoint(root / "ckpt" / f"{seed}.ckpt", "custom_hgnet_1", model, CLASSES, SpecSettings().to_dict())
     return root
 
 
 def infer(archive: Path, out: Path, *extra: str, wait: bool = True):
     args = [sys.executable, "-m", "stages.infer", f"paths.ckpt={archive / 'ckpt'}", f"infer.input={archive / 'recordings'}",
-            f"paths.labels={out}", "infer.min_score=0.5", "infer.progress=false", *extra]
+            f"paths.labels={out}", "infer.min_score=0.551", "infer.progress=false", *extra]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=os.environ.copy())
     if not wait:
@@ -83,19 +98,43 @@ def infer(archive: Path, out: Path, *extra: str, wait: bool = True):
     return text
 
 
-def outputs(out: Path) -> dict[str, bytes]:
-    """Every file infer wrote but its summary (which names the engine and the times)."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and p.name != "summary.txt"}
+def outputs(out: Path) -> dict[str, list]:
+    """Every file infer wrote but its summary (which names the engine and the times), as rows of cells."""
+    files = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file() and p.name != "summary.txt":
+            if p.suffix == ".json":  # a resume record: the labels with their full-precision scores
+                files[str(p.relative_to(out))] = json.loads(p.read_text())["labels"]
+            else:
+                files[str(p.relative_to(out))] = [re.split("[\t,;]", line) for line in p.read_text().splitlines()]
+    return files
+
+
+def assert_same(a: dict[str, list], b: dict[str, list]) -> None:
+    """Equal files, but for scores: within 1e-5 (the records) or the printing precision (label files)."""
+    assert a.keys() == b.keys()
+    for name in a:
+        assert len(a[name]) == len(b[name]), name
+        for row_a, row_b in zip(a[name], b[name]):
+            assert len(row_a) == len(row_b), (name, row_a, row_b)
+            for x, y in zip(row_a, row_b):
+                if isinstance(x, float) or isinstance(y, float):
+                    assert abs(x - y) <= 1e-5, (name, row_a, row_b)
+                elif x != y:
+                    assert abs(float(x) - float(y)) <= 1.5e-3, (name, row_a, row_b)  # a score printed at 3 decimals
+
+
+def local_labels_dir(archive: Path) -> Path:
+    return archive / "labels_local"
 
 
 @pytest.fixture(scope="module")
-def local_labels(archive, tmp_path_factory):
-    out = tmp_path_factory.mktemp("local")
+def local_labels(archive):
+    out = local_labels_dir(archive)
     infer(archive, out)
     files = outputs(out)
-    assert sum(k.endswith("_hawk.txt") for k in files) == FILES and b"broken.wav" in files["skipped.csv"]
-    assert len(files["labels.csv"].splitlines()) > FILES  # labels to compare, not empty files
+    assert sum(k.endswith("_hawk.txt") for k in files) == FILES and "broken.wav" in files["skipped.csv"][1][0]
+    assert len(files["labels.csv"]) > FILES  # labels to compare, not empty files
     return files
 
 
@@ -112,25 +151,6 @@ def wait_for_records(proc, out: Path, at_least: int) -> int:
     return n
 
 
-def test_infer_on_a_two_node_cluster_gives_the_local_labels(cluster, archive, local_labels, tmp_path):
-    text = infer(archive, tmp_path, "engine=ray", f"engine.address={cluster}")
-    assert "engine ray" in text and f"{FILES} scored now" in text
-    assert outputs(tmp_path) == local_labels
-
-
-def test_cluster_scores_equal_the_local_engines(cluster, archive):
-    files = sorted(p for p in (archive / "recordings").rglob("*") if p.is_file())
-    ens = Ensemble.load(archive / "ckpt", "cpu")
-    local = {f.path: f for f in score_files(files, ens, 1.5).files}
-    with RayEngine(address=cluster) as eng:
-        remote = list(iter_scores(files, ens, 1.5, engine=eng))
-    scored = [r for r in remote if isinstance(r, FileScores)]
-    assert len(scored) == len(local) == FILES and len(remote) == FILES + 1
-    for r in scored:
-        assert np.array_equal(r.offsets, local[r.path].offsets)
-        assert np.allclose(r.scores, local[r.path].scores, atol=1e-5)
-
-
 def test_infer_survives_a_killed_worker_and_resumes_after_an_interruption(cluster, archive, local_labels, tmp_path):
     # kill -9 the Ray worker holding the model while recordings are still to do: Ray restarts it and retries
     out = tmp_path / "killed_worker"
@@ -142,7 +162,7 @@ def test_infer_survives_a_killed_worker_and_resumes_after_an_interruption(cluste
     text = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0, text
     assert done_at_kill < FILES, "the run ended before the kill"
-    assert outputs(out) == local_labels
+    assert_same(outputs(out), local_labels)
 
     # kill -9 the driver (the stage) part-way: the rerun scores only what is left
     out = tmp_path / "interrupted"
@@ -153,18 +173,26 @@ def test_infer_survives_a_killed_worker_and_resumes_after_an_interruption(cluste
     kept = records(out)
     assert 3 <= kept < FILES
     text = infer(archive, out, "engine=ray", f"engine.address={cluster}")
-    assert f"{FILES - kept} scored now, {kept} resumed" in text
-    assert outputs(out) == local_labels
-    text = infer(archive, out, "infer.min_score=0.6")  # other settings: nothing is reused
-    assert f"{FILES} scored now, 0 resumed" in text
+    assert "engine ray" in text and f"{FILES - kept} scored now, {kept} resumed" in text
+    assert_same(outputs(out), local_labels)
 
 
-def test_extract_and_embed_on_the_cluster_equal_the_local_engines(cluster, archive, tmp_path):
+def test_scores_extract_and_embed_on_the_cluster_equal_the_local_engines(cluster, archive, tmp_path):
+    files = sorted(p for p in (archive / "recordings").rglob("*") if p.is_file())
+    ens = Ensemble.load(archive / "ckpt", "cpu")
+    local = {f.path: f for f in score_files(files, ens, 1.5).files}
     rec = archive / "recordings" / "site1"
     settings = SpecSettings()
     extract_class(rec, tmp_path / "local.db", tmp_path / "local.csv", "Rising Whistler", "RIWH", settings, workers=1,
                   show_progress=False)
     with RayEngine(address=cluster) as eng:
+        remote = list(iter_scores(files, ens, 1.5, engine=eng))
+        scored = [r for r in remote if isinstance(r, FileScores)]
+        assert len(scored) == len(local) == FILES and len(remote) == FILES + 1
+        for r in scored:
+            assert np.array_equal(r.offsets, local[r.path].offsets)
+            assert np.allclose(r.scores, local[r.path].scores, atol=1e-5)
+
         res = extract_class(rec, tmp_path / "ray.db", tmp_path / "ray.csv", "Rising Whistler", "RIWH", settings,
                             show_progress=False, engine=eng)
         assert res.added_recordings == len(list(rec.iterdir())) and res.added_spectrograms > 0
@@ -188,3 +216,11 @@ def test_extract_and_embed_on_the_cluster_equal_the_local_engines(cluster, archi
         vectors[name] = {where[i]: v for i, v in zip(e.ids.tolist(), e.vectors)}
     assert len(vectors["local"]) == res.added_spectrograms and vectors["local"].keys() == vectors["ray"].keys()
     assert all(np.allclose(v, vectors["ray"][k], atol=1e-5) for k, v in vectors["local"].items())
+
+
+def test_local_engine_resumes_and_rescores_when_the_settings_change(archive, local_labels, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(local_labels_dir(archive), out)
+    assert f"0 scored now, {FILES} resumed" in infer(archive, out)
+    assert_same(outputs(out), local_labels)
+    assert f"{FILES} scored now, 0 resumed" in infer(archive, out, "infer.min_score=0.6")
