@@ -50,7 +50,7 @@ def cluster(request):
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
     saved = {k: os.environ.get(k) for k in auth}
     os.environ.update(auth)
-    common = f"--num-cpus=1 --object-store-memory=150000000 --disable-usage-stats"
+    common = "--num-cpus=1 --object-store-memory=150000000 --disable-usage-stats"
     start = subprocess.Popen(f"{RAY} start --head --port={port} --include-dashboard=false --temp-dir={temp} {common} "
                              f"&& {RAY} start --address=127.0.0.1:{port} {common}", shell=True, env=dict(os.environ),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
