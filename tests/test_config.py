@@ -15,9 +15,9 @@ from hawk.training.run import TrainSettings
 from tests.conftest import ROOT
 
 
-def composed() -> dict:
+def composed(*overrides: str) -> dict:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        return OmegaConf.to_container(compose(config_name="config"), resolve=True)
+        return OmegaConf.to_container(compose(config_name="config", overrides=list(overrides)), resolve=True)
 
 
 def test_params_yaml_is_the_composition_of_conf():
@@ -62,3 +62,17 @@ def test_classes_import_prints_config(tmp_path):
     assert out.returncode == 0
     assert yaml.safe_load(out.stdout) == {"AMRO": {"name": "American Robin", "sources": []},
                                           "Noise": {"name": "Noise", "sources": []}}
+
+
+def test_a_group_choice_by_hand_replaces_that_group_as_dvc_exp_run_does(monkeypatch):
+    from stages._cli import load_config, parser
+
+    monkeypatch.chdir(ROOT)
+    args = parser(None).parse_args(["embedder=checkpoint", "embedder.path=x.ckpt", "engine=ray",
+                                    "engine.address=auto", "infer.min_score=0.5"])
+    cfg = OmegaConf.to_container(load_config(args), resolve=True)
+    assert cfg["embedder"] == {**composed("embedder=checkpoint")["embedder"], "path": "x.ckpt"}
+    assert "threads" not in cfg["embedder"]  # birdnet's options are gone, not merged in
+    assert cfg["engine"]["name"] == "ray" and cfg["engine"]["address"] == "auto" and cfg["infer"]["min_score"] == 0.5
+    assert cfg["paths"] == composed()["paths"]  # the rest is params.yaml as it was
+

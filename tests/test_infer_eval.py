@@ -11,7 +11,9 @@ import torch
 from hawk.ckpt import save_checkpoint
 from hawk.download.demo import make_soundscapes, synth_recording, write_audio, write_annotations
 from hawk.evaluate import AnnotationError, build_table, compute_metrics, fit_platt, match_annotations, read_annotations
-from hawk.infer import Ensemble, EnsembleError, FileScores, calibrate, find_recordings, score_files
+from hawk.audio import AudioError
+from hawk.infer import (Ensemble, EnsembleError, FileScores, calibrate, find_recordings, recordings_root,
+                        score_files)
 from hawk.labels import make_labels, read_audacity, read_raven, write_audacity, write_raven
 from hawk.models import create_model
 from hawk.spectrogram import SpecSettings
@@ -166,3 +168,22 @@ def test_unknown_recordings_and_codes_are_reported(tmp_path):
     assert [(u["line"], u["reason"]) for u in unmatched] == [("3", "unknown recording"), ("4", "unknown class code")]
     with pytest.raises(AnnotationError, match="none of its 4 rows"):
         match_annotations(path, rows, [Path("/t/OTHER.flac")], ["RIWH"])
+
+
+def test_recordings_come_from_a_folder_a_glob_or_a_file_list(tmp_path):
+    for name in ("a/x.wav", "a/b/y.flac", "z.mp3"):
+        write_audio(tmp_path / name, synth_recording("chirp", 0, 3.0, 16000), 16000)
+    (tmp_path / "a" / "notes.txt").write_text("not audio")
+    every = sorted([tmp_path / "a/x.wav", tmp_path / "a/b/y.flac", tmp_path / "z.mp3"])
+    assert find_recordings(tmp_path) == every
+    assert find_recordings(f"{tmp_path}/a/**/*") == every[:2]
+    (tmp_path / "list.csv").write_text(f"path,site\na/x.wav,1\n{tmp_path / 'z.mp3'},2\n")
+    assert find_recordings(tmp_path / "list.csv") == [tmp_path / "a/x.wav", tmp_path / "z.mp3"]
+    (tmp_path / "bare.csv").write_text("a/b/y.flac\n")
+    assert find_recordings(tmp_path / "bare.csv") == [tmp_path / "a/b/y.flac"]
+    assert recordings_root(f"{tmp_path}/a/**/*", every[:2]) == tmp_path / "a"
+    (tmp_path / "bad.csv").write_text("path\nmissing.wav\n")
+    with pytest.raises(AudioError, match="bad.csv.*1 listed recording.*missing.wav"):
+        find_recordings(tmp_path / "bad.csv")
+    with pytest.raises(AudioError, match="matches no recordings"):
+        find_recordings(f"{tmp_path}/*.ogg")
