@@ -40,7 +40,7 @@ demo: $(BIN)/.installed
 	dvc repro
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 params: $(BIN)/.installed
 	$(BIN)/python -m stages.compose
