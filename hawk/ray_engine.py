@@ -29,7 +29,6 @@ import numpy as np
 
 from hawk.errors import HawkError
 
-log = logging.getLogger(__name__)
 ITEMS_PER_BLOCK = 8  # recordings per Ray Data block: small enough to spread, large enough to be cheap
 
 

@@ -36,7 +36,8 @@ PARAMS = "params"
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Overrides use Hydra syntax, e.g. audio.offset=3 download.max_per_class=50.")
+                                epilog="Overrides use Hydra syntax, e.g. audio.offset=3 download.max_per_class=50; a "
+                                       "config group's option by name, e.g. engine=ray or embedder=checkpoint.")
     p.add_argument("overrides", nargs="*", help="key=value settings on top of params.yaml")
     p.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     return p
