@@ -51,6 +51,8 @@ def main() -> None:
     for old in list(out.rglob(f"*_{c.suffix}.txt")) + list(out.rglob("*.selections.txt")):
         if old not in keep:
             old.unlink()
+    for part in out.rglob(".*.part"):  # a write a killed run left half done
+        part.unlink()
     for f in todo:
         records.forget(rel[f])
 

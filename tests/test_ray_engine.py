@@ -29,7 +29,7 @@ from hawk.extract import extract_class
 from hawk.infer import Ensemble, FileScores, iter_scores, score_files
 from hawk.models import create_model
 from hawk.ray_engine import RayEngine
-from hawk.resume import FOLDER
+from hawk.resume import FOLDER, LabelRecords, run_key
 from hawk.spectrogram import SpecSettings
 from tests.conftest import ROOT
 from tests.test_infer_eval import CLASSES
@@ -164,9 +164,10 @@ def test_infer_survives_a_killed_worker_and_resumes_after_an_interruption(cluste
     assert done_at_kill < FILES, "the run ended before the kill"
     assert_same(outputs(out), local_labels)
 
-    # kill -9 the driver (the stage) part-way: the rerun scores only what is left
+    # kill -9 the stage part-way (here on the local engine, which gets there sooner; the records do not
+    # depend on the engine): the rerun on the cluster scores only what is left
     out = tmp_path / "interrupted"
-    proc = infer(archive, out, "engine=ray", f"engine.address={cluster}", wait=False)
+    proc = infer(archive, out, wait=False)
     wait_for_records(proc, out, 3)
     proc.kill()
     proc.wait()
@@ -218,9 +219,15 @@ def test_scores_extract_and_embed_on_the_cluster_equal_the_local_engines(cluster
     assert all(np.allclose(v, vectors["ray"][k], atol=1e-5) for k, v in vectors["local"].items())
 
 
-def test_local_engine_resumes_and_rescores_when_the_settings_change(archive, local_labels, tmp_path):
+def test_local_engine_resumes_and_new_settings_or_weights_score_again(archive, local_labels, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(local_labels_dir(archive), out)
     assert f"0 scored now, {FILES} resumed" in infer(archive, out)
     assert_same(outputs(out), local_labels)
-    assert f"{FILES} scored now, 0 resumed" in infer(archive, out, "infer.min_score=0.6")
+    ckpts = sorted((archive / "ckpt").glob("*.ckpt"))
+    settings = {"min_score": 0.551, "overlap": 1.5}
+    records = LabelRecords(out, run_key(ckpts, settings))
+    assert records.key != run_key(ckpts, {**settings, "min_score": 0.6}) != run_key(ckpts[:1], settings)
+    rel = Path("site0/r00.wav")
+    records.write(rel, 15.0, [])
+    assert records.done(rel) and not LabelRecords(out, run_key(ckpts[:1], settings)).done(rel)
