@@ -42,8 +42,8 @@ def main() -> None:
     rel = {f: f.relative_to(root) if f.is_relative_to(root) else Path(f.name) for f in files}
     out = Path(cfg.paths.labels)
     out.mkdir(parents=True, exist_ok=True)
-    label_settings = {k: OmegaConf.to_container(c, resolve=True)[k]
-                      for k in ("overlap", "calibration", "min_score", "merge", "ignore", "suffix", "raven")}
+    options = OmegaConf.to_container(c, resolve=True)
+    label_settings = {k: options[k] for k in ("overlap", "calibration", "min_score", "merge", "ignore", "suffix", "raven")}
     records = LabelRecords(out, run_key(ensemble.paths, label_settings))
     done = {f for f in files if c.resume and records.done(rel[f])}
     todo = [f for f in files if f not in done]
@@ -59,7 +59,8 @@ def main() -> None:
     s = ensemble.settings
     skipped: list[tuple[str, str]] = []
     scoring = time.perf_counter()
-    hours = sum(records.read(rel[f])[0] for f in done) / 3600
+    resumed_seconds = sum(records.read(rel[f])[0] for f in done)
+    hours = resumed_seconds / 3600
     with progress_bar(len(files), "infer", bool(c.progress)) as bar, engine(cfg) as eng:
         bar.update(len(done))
         for res in iter_scores(todo, ensemble, float(c.overlap), (float(c.calibration.a), float(c.calibration.b)),
@@ -95,7 +96,7 @@ def main() -> None:
     n_labels = write_run_csv(out / "labels.csv", rows())
     write_skip_report(out / "skipped.csv", skipped)
     wall = time.perf_counter() - start
-    scored_audio = audio - sum(records.read(rel[f])[0] for f in done)
+    scored_audio = audio - resumed_seconds
     summary = [
         f"{len(labelled)} recordings ({audio / 60:.1f} min of audio), {len(skipped)} skipped, {n_labels} labels; "
         f"{len(labelled) - len(done)} scored now, {len(done)} resumed from an earlier run",
