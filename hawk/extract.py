@@ -2,8 +2,9 @@
 
 Recordings are decoded and transformed in parallel worker processes (or Ray tasks, ``engine``); a local
 worker streams its spectrograms to a spill file so memory stays flat however long the recording, and
-the main process moves each recording into SQLite in one transaction. A crash therefore never leaves half a recording,
-and a re-run adds only recordings the database lacks (and drops ones whose files are gone).
+the main process moves each recording into SQLite in one transaction. A crash therefore never leaves
+half a recording, and a re-run adds only recordings the database lacks (and drops ones whose files are
+gone).
 """
 
 from __future__ import annotations

@@ -198,10 +198,9 @@ def find_recordings(source: str | Path) -> list[Path]:
     if source.is_file():
         return [source]
     if source.is_dir():
-        return sorted(p for p in source.rglob("*") if p.is_file() and is_audio_file(p))
+        return sorted(p for p in source.rglob("*") if is_audio_file(p))
     if any(ch in text for ch in "*?["):
-        found = sorted(Path(p) for p in glob.glob(text, recursive=True))
-        files = [p for p in found if p.is_file() and is_audio_file(p)]
+        files = sorted(p for p in map(Path, glob.glob(text, recursive=True)) if is_audio_file(p))
         if not files:
             raise AudioError(source, "the pattern matches no recordings")
         return files

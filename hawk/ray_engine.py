@@ -88,12 +88,14 @@ class RayEngine:
         return float(ray.cluster_resources().get(resource, 0))
 
     def _resources(self) -> tuple[float, int]:
-        """GPUs per actor, and the actor count: ``concurrency``, else one per ``cpus_per_actor`` CPUs."""
+        """GPUs per actor, and the actor count: ``concurrency``, else as many as the cluster's GPUs (or,
+        without GPUs, its CPUs) hold."""
         gpus = self.gpus_per_actor
         if gpus == "auto":
             gpus = 1.0 if self._cluster("GPU") > 0 else 0.0
-        actors = self.concurrency or max(1, int(self._cluster("CPU") // max(self.cpus_per_actor, 1e-9)))
-        return float(gpus), actors
+        gpus = float(gpus)
+        fits = self._cluster("GPU") // gpus if gpus else self._cluster("CPU") // max(self.cpus_per_actor, 1e-9)
+        return gpus, self.concurrency or max(1, int(fits))
 
     def _dataset(self, items: list[Any]):
         import ray
@@ -122,7 +124,6 @@ class RayEngine:
         if prepare is not None and gpus > 0:
             ds = ds.map(_Apply(prepare), num_cpus=self.cpus_per_task)
             prepare = None
-            actors = self.concurrency or max(1, int(self._cluster("GPU") // gpus))
         from ray.data import ActorPoolStrategy
 
         ds = ds.map_batches(_ModelActor, fn_constructor_args=(load, call, prepare), batch_size=self.batch_size,

@@ -38,11 +38,16 @@ class LabelRecords:
     def path(self, rel: Path) -> Path:
         return self.root / f"{rel}.json"
 
-    def done(self, rel: Path) -> bool:
+    def seconds(self, rel: Path) -> float | None:
+        """The audio seconds of a finished recording, or None when it has no record of this key."""
         try:
-            return json.loads(self.path(rel).read_text(encoding="utf-8")).get("key") == self.key
+            rec = json.loads(self.path(rel).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return False
+            return None
+        return float(rec["seconds"]) if rec.get("key") == self.key else None
+
+    def done(self, rel: Path) -> bool:
+        return self.seconds(rel) is not None
 
     def write(self, rel: Path, seconds: float, labels: list[Label]) -> None:
         rec = {"key": self.key, "seconds": seconds,

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from hawk.extract import extract_class
-from hawk.spectrogram import SpecSettings
-from stages._cli import class_stage, engine, run
+from stages._cli import class_stage, engine, run, spec_settings
 
 
 def main() -> None:
     cfg, spec = class_stage(__doc__)
-    settings = SpecSettings.from_mapping(OmegaConf.to_container(cfg.audio, resolve=True))
+    settings = spec_settings(cfg)
     db_dir = Path(cfg.paths.db)
     with engine(cfg) as eng:
         res = extract_class(Path(cfg.paths.recordings) / spec.code, db_dir / f"{spec.code}.db",

@@ -45,7 +45,7 @@ def main() -> None:
     options = OmegaConf.to_container(c, resolve=True)
     label_settings = {k: options[k] for k in ("overlap", "calibration", "min_score", "merge", "ignore", "suffix", "raven")}
     records = LabelRecords(out, run_key(ensemble.paths, label_settings))
-    done = {f for f in files if c.resume and records.done(rel[f])}
+    done = {f: sec for f in files if c.resume and (sec := records.seconds(rel[f])) is not None}  # audio seconds
     todo = [f for f in files if f not in done]
     keep = {out / rel[f].parent / name for f in done for name in (f"{f.stem}_{c.suffix}.txt", f"{f.stem}.selections.txt")}
     for old in list(out.rglob(f"*_{c.suffix}.txt")) + list(out.rglob("*.selections.txt")):
@@ -59,8 +59,9 @@ def main() -> None:
     s = ensemble.settings
     skipped: list[tuple[str, str]] = []
     scoring = time.perf_counter()
-    resumed_seconds = sum(records.read(rel[f])[0] for f in done)
+    resumed_seconds = sum(done.values())
     hours = resumed_seconds / 3600
+    scored: set[Path] = set()
     with progress_bar(len(files), "infer", bool(c.progress)) as bar, engine(cfg) as eng:
         bar.update(len(done))
         for res in iter_scores(todo, ensemble, float(c.overlap), (float(c.calibration.a), float(c.calibration.b)),
@@ -73,6 +74,7 @@ def main() -> None:
                 if c.raven:
                     write_raven(out / r.parent / f"{res.path.stem}.selections.txt", labels, s.min_freq, s.max_freq)
                 records.write(r, res.seconds, labels)  # last: a record means its label files are complete
+                scored.add(res.path)
                 hours += res.seconds / 3600
             else:
                 skipped.append(res)
@@ -80,7 +82,7 @@ def main() -> None:
             bar.set_postfix_str(f"{hours:.2f} h audio")
     scoring = time.perf_counter() - scoring
 
-    labelled = [f for f in files if f in done or records.done(rel[f])]
+    labelled = [f for f in files if f in done or f in scored]
     per_class: dict[str, int] = {}
     audio = 0.0
 

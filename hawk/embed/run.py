@@ -64,7 +64,8 @@ def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, ou
     remote: dict[str, np.ndarray | str] = {}
     if engine is not None:
         light = embedder.kind == "audio"  # audio embedders read the recording, not the stored spectrograms
-        items = [(str(Path(rec_dir).resolve()), f, [replace(r, value=b"") if light else r for r in g if r.id not in old], height, width)
+        folder = str(Path(rec_dir).resolve())  # workers run in their own folders
+        items = [(folder, f, [replace(r, value=b"") if light else r for r in g if r.id not in old], height, width)
                  for f, g in groups]
         items = [it for it in items if it[2]]
         call = functools.partial(embed_recording, batch_size=batch_size)
