@@ -3,8 +3,9 @@
 A person curates by deleting images. The images that remain name their spectrograms: either
 ``{stem}-{offset:.2f}.jpeg`` (plots) or ``{rank}~{stem}-{offset:.2f}~{distance:.3f}.jpeg`` (search).
 Each name is resolved to its recording and the exact stored offset (the nearest stored offset within
-half a hundredth of a second, so 1.5 and 2.0 never collide), then the spectrogram is extracted again
-from the audio at that offset with the current settings.
+half a hundredth of a second, so 1.5 and 2.0 never collide). The spectrogram is copied from the class
+database when that was made with the current settings, and otherwise extracted again from the audio
+at that offset with the current settings.
 """
 
 from __future__ import annotations
@@ -125,20 +126,20 @@ def build_db(out_db: Path, picks: dict[str, list[float]], rec_dir: Path, source_
              settings: SpecSettings, name: str, code: str, category: str = "bird",
              show_progress: bool = True,
              choose: Callable[[str, np.ndarray, list[float]], list[float]] | None = None) -> SelectResult:
-    """A fresh HawkEars-schema database holding the spectrograms at ``picks`` (file -> offsets),
-    re-extracted from the audio in ``rec_dir``. Provenance is copied from ``source_db`` when given.
-    ``choose(file, signal, offsets)`` may narrow each recording's offsets once its audio is read (a
-    recording left with none is not written). Written beside ``out_db`` and renamed into place, so a
-    crash never leaves a half database."""
+    """A fresh HawkEars-schema database holding the spectrograms at ``picks`` (file -> offsets).
+    Provenance is copied from ``source_db`` when given. When ``source_db`` was made with ``settings``,
+    its stored spectrograms are copied (they are what re-extraction would give, bit for bit); otherwise
+    each is extracted again from the audio in ``rec_dir``. ``choose(file, signal, offsets)`` may narrow
+    each recording's offsets once its audio is read (a recording left with none is not written).
+    Written beside ``out_db`` and renamed into place, so a crash never leaves a half database."""
     start = time.perf_counter()
     result = SelectResult()
     tmp = out_db.with_name(f".{out_db.name}.part")
     tmp.unlink(missing_ok=True)
     out_db.parent.mkdir(parents=True, exist_ok=True)
-    prov: dict[str, dict] = {}
-    if source_db is not None:
-        with SpecDB(source_db) as src:
-            prov = src.provenance()
+    src = SpecDB(source_db) if source_db is not None else None
+    prov = src.provenance() if src else {}
+    reuse = src is not None and src.get_meta("spec_settings") == settings.identity()
     maker = SpectrogramMaker(settings)
     today = time.strftime("%Y-%m-%d")
     with SpecDB(tmp) as db:
@@ -147,11 +148,19 @@ def build_db(out_db: Path, picks: dict[str, list[float]], rec_dir: Path, source_
             db.set_meta("class", {"name": name, "code": code})
             sub = db.subcategory_id(name, code, category)
         for fname, offsets in progress(picks.items(), len(picks), f"select {code}", show_progress):
+            seconds, stored = src.stored(fname, code) if reuse else (0.0, {})
             try:
-                signal = read_mono(rec_dir / fname, settings.sample_rate)
+                signal = None
+                if choose is not None or not stored:
+                    signal = read_mono(rec_dir / fname, settings.sample_rate)
+                    seconds = len(signal) / settings.sample_rate
                 if choose is not None:
                     offsets = choose(fname, signal, offsets)
-                specs = maker.at(signal, offsets) if offsets else []
+                if stored:
+                    rows = [(o, stored[o]) for o in offsets]
+                else:
+                    rows = [(o, encode(x, settings.compress_level)) for o, x in
+                            zip(offsets, maker.at(signal, offsets) if offsets else [])]
             except (AudioError, OSError, ValueError) as e:
                 result.skipped.append((fname, str(e)))
                 log.warning("skipped %s: %s", fname, e)
@@ -160,11 +169,11 @@ def build_db(out_db: Path, picks: dict[str, list[float]], rec_dir: Path, source_
                 continue
             p = dict(prov.get(fname) or {"source": "local"})
             with db.transaction():
-                rec = db.insert_recording(db.source_id(p.get("source") or "local"), sub, fname,
-                                          len(signal) / settings.sample_rate, p)
-                result.spectrograms += db.insert_spectrograms(
-                    rec, ((o, encode(s, settings.compress_level)) for o, s in zip(offsets, specs)), today)
+                rec = db.insert_recording(db.source_id(p.get("source") or "local"), sub, fname, seconds, p)
+                result.spectrograms += db.insert_spectrograms(rec, rows, today)
             result.recordings += 1
+    if src:
+        src.close()
     tmp.replace(out_db)
     result.seconds = time.perf_counter() - start
     return result

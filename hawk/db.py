@@ -189,6 +189,16 @@ class SpecDB:
             "SELECT r.FileName, p.Source, p.URL, p.License, p.Recordist, p.Species, p.Quality, p.Downloaded, "
             "p.SampleRate, p.Channels FROM Recording r LEFT JOIN Provenance p ON p.RecordingID = r.ID")}
 
+    def stored(self, filename: str, code: str) -> tuple[float, dict[float, bytes]]:
+        """One recording of class ``code``: its seconds and spectrograms (offset -> encoded value);
+        (0, {}) if absent."""
+        row = self.conn.execute("SELECT r.ID, r.Seconds FROM Recording r JOIN Subcategory c ON c.ID = r.SubcategoryID "
+                                "WHERE r.FileName = ? AND c.Code = ?", (filename, code)).fetchone()
+        if row is None:
+            return 0.0, {}
+        return float(row[1] or 0), dict(self.conn.execute(
+            "SELECT Offset, Value FROM Spectrogram WHERE RecordingID = ?", (row[0],)))
+
     def by_recording(self) -> Iterator[tuple[str, list[SpecRow]]]:
         """(FileName, its spectrograms in offset order) per recording."""
         group: list[SpecRow] = []

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.fft as sfft
 
 from hawk.db import SpecDB, SpecRow
 from hawk.fsutil import atomic_open, sha256_file
@@ -80,6 +79,8 @@ def similarity(a: np.ndarray, b: np.ndarray, max_shift: int, min_overlap: float)
     leaving less than ``min_overlap`` of the shorter one aligned are not considered, nor shifts beyond
     trimming ``max_shift`` frames at either end.
     """
+    import scipy.fft as sfft  # imported here: readers of exclude.csv need no FFT
+
     ta, tb = len(a), len(b)
     n = 1 << (ta + tb - 1).bit_length()
     fa = sfft.rfft(a, n, axis=0)  # scipy keeps float32: 3x numpy's float64 FFT here

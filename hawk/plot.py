@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 from PIL import Image
 
 from hawk.db import SpecDB
@@ -35,10 +34,11 @@ class SpecRenderer:
     spectrograms are)."""
 
     def __init__(self, settings: SpecSettings, cmap: str = "viridis", scale: float = 1.0):
-        import matplotlib
+        import matplotlib  # imported here: a stage that draws nothing should not pay for it
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib import colormaps
 
         s = self.s = settings
         self.cmap = colormaps[cmap]

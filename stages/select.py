@@ -8,8 +8,9 @@ Per class, the first rule that applies (see conf/select/default.yaml):
    above its recording's own background (Noise and Other keep everything). What it drops is drawn in
    data/dropped/<CODE>/ with dropped.csv; images you put in data/curation/<CODE>/restored/ (the review
    page's `r` key) are kept whatever their activity.
-Each kept spectrogram is extracted again from the audio at its exact offset with the current audio.*
-settings. Recordings that dedup left out are skipped, as are images naming nothing in the class
+Each kept spectrogram is copied from the class database, or extracted again from the audio at its
+exact offset when the audio.* settings have changed since extract.
+Recordings that dedup left out are skipped, as are images naming nothing in the class
 database; data/select/<CODE>.report.csv lists every skipped input and why.
 
     python -m stages.select --code RIWH

@@ -123,7 +123,12 @@ def test_select_honours_deletions_and_dedup_and_reextracts_exactly(project, tmp_
     gone = {(f"{parse_image_name(p.name)[0]}.wav", parse_image_name(p.name)[1]) for p in deleted}
     expected = {k for k in blobs if k[0] != excluded and k not in gone}
     assert set(got) == expected and res.spectrograms == len(expected)
-    assert all(got[k] == blobs[k] for k in got)  # re-extracted from audio, identical to the stored ones
+    assert all(got[k] == blobs[k] for k in got)  # copied: the class database has these settings
+    build_db(tmp_path / "audio.db", picks.offsets, rec, None, SpecSettings(), "Rising Whistler", "RIWH",
+             show_progress=False)
+    with SpecDB(tmp_path / "audio.db") as db:
+        again = {(r.filename, r.offset): r.value for r in db.spectrograms()}
+    assert again == got  # re-extracted from the audio, identical to the stored ones
     assert sum(r == "recording left out as a duplicate (dedup)" for _, r in picks.skipped) > 0
     # reextract with other settings: same recordings and offsets, new shape
     small = SpecSettings(spec_height=128, max_freq=11000.0)
