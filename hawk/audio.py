@@ -114,6 +114,16 @@ def open_blocks(path: str | Path, block_seconds: float = 60.0) -> tuple[AudioInf
     raise AudioError(path, "not readable as audio (" + "; ".join(errors) + ")")
 
 
+def duration(path: str | Path) -> float:
+    """Seconds as the container reports them, nothing decoded; 0 when unknown or unreadable."""
+    try:
+        info, blocks = open_blocks(path)
+    except AudioError:
+        return 0.0
+    blocks.close()
+    return info.duration
+
+
 def noise_level(signal: np.ndarray, n_fft: int = 512) -> float:
     """Mean magnitude relative to the peak: high for broadband noise, low for clean calls, 0 for silence."""
     if len(signal) < n_fft or not np.any(signal):

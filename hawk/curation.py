@@ -140,7 +140,7 @@ def build_db(out_db: Path, picks: dict[str, list[float]], rec_dir: Path, source_
     src = SpecDB(source_db) if source_db is not None else None
     prov = src.provenance() if src else {}
     reuse = src is not None and src.get_meta("spec_settings") == settings.identity()
-    maker = SpectrogramMaker(settings)
+    maker = None  # made on first use: copying needs no torch
     today = time.strftime("%Y-%m-%d")
     with SpecDB(tmp) as db:
         with db.transaction():
@@ -159,6 +159,7 @@ def build_db(out_db: Path, picks: dict[str, list[float]], rec_dir: Path, source_
                 if stored:
                     rows = [(o, stored[o]) for o in offsets]
                 else:
+                    maker = maker or SpectrogramMaker(settings)
                     rows = [(o, encode(x, settings.compress_level)) for o, x in
                             zip(offsets, maker.at(signal, offsets) if offsets else [])]
             except (AudioError, OSError, ValueError) as e:

@@ -51,7 +51,7 @@ def repo(tmp_path_factory) -> Path:
     train = repo / "conf" / "train" / "default.yaml"
     train.write_text(train.read_text().replace("model_name: custom_hgnet_2", "model_name: custom_hgnet_1")
                      .replace("num_epochs: 15", "num_epochs: 1").replace("batch_size: 64", "batch_size: 16")
-                     .replace("num_workers: 2", "num_workers: 0").replace("save_last_n: 3", "save_last_n: 1"))
+                     .replace("num_workers: auto", "num_workers: 0").replace("save_last_n: 3", "save_last_n: 1"))
     (repo / "conf" / "classes" / "demo.yaml").write_text(
         "RIWH: {name: Rising Whistler, sources: [{kind: demo, call: whistle}]}\n"
         "FACH: {name: Falling Chirper, sources: [{kind: demo, call: chirp}]}\n"

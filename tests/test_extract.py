@@ -228,3 +228,23 @@ def test_workers_die_with_a_killed_parent(tmp_path):
         for w in workers:
             if _alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+def test_small_jobs_run_in_this_process(rec_dir, monkeypatch):
+    """workers=0 (auto) starts no pool for a few minutes of audio, and one for more."""
+    import hawk.extract as ex
+
+    files = sorted(p for p in rec_dir.iterdir() if p.name != "bad.mp3")
+    total = sum(ex.duration(p) for p in files)
+    assert total > 10 and ex.duration(rec_dir / "bad.mp3") == 0.0  # headers read; unreadable counts 0
+    assert ex._is_small(files)
+    monkeypatch.setattr(ex, "SMALL_JOB_SECONDS", total - 1)
+    assert not ex._is_small(files)
+    pools = []
+    monkeypatch.setattr(ex, "_run", lambda jobs, workers: pools.append(workers) or iter(()))
+    ex.extract_class(rec_dir, rec_dir.parent / "a.db", rec_dir.parent / "a.csv", "R", "RIWH", SpecSettings(),
+                     workers=0, show_progress=False)
+    monkeypatch.setattr(ex, "SMALL_JOB_SECONDS", 1e9)
+    ex.extract_class(rec_dir, rec_dir.parent / "b.db", rec_dir.parent / "b.csv", "R", "RIWH", SpecSettings(),
+                     workers=0, show_progress=False)
+    assert pools == [0, 1]  # one per core for the big job, this process for the small one

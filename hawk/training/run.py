@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ class TrainSettings:
     save_last_n: int = 3
     average: bool = True  # one checkpoint: the weights of the last save_last_n epochs averaged (SWA-style)
     seed: int = 0
-    num_workers: int = 2
+    num_workers: int | str = "auto"  # data-loader processes; auto: see resolve_workers
     load_ckpt_path: str | None = None
     update_classifier: bool = False  # a new head even when the class list matches the checkpoint's
     freeze_backbone: bool = False  # train the head only
@@ -99,14 +100,29 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     emulated BF16 is slower than FP32."""
     if precision != "auto":
         return precision
-    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if gpu:
+    if _on_gpu(accelerator):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
     try:
         native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         native = False
     return "bf16-mixed" if native else "32-true"
+
+
+def _on_gpu(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def resolve_workers(num_workers: int | str, accelerator: str) -> int:
+    """``auto``: no loader processes on a CPU with up to 4 cores, where loading and augmenting a batch
+    is ~7% of a step and worker processes only take cores from the training threads (2 cores: 55.7
+    against 46.7 spectrograms/s with two workers); 2 on bigger CPUs, 4 feeding a GPU."""
+    if num_workers != "auto":
+        return int(num_workers)
+    cores = os.cpu_count() or 1
+    if _on_gpu(accelerator):
+        return max(0, min(4, cores - 1))
+    return 0 if cores <= 4 else 2
 
 
 def build_model(s: TrainSettings, specset: SpecSet) -> tuple[torch.nn.Module, str]:
@@ -174,7 +190,7 @@ class _Recorder(L.Callback):
             state = avg.state_dict()
             avg.load_state_dict({k: (self._sum[k] / self._averaged).to(v.dtype) if k in self._sum else v
                                  for k, v in state.items()})
-            recalibrate_bn(avg, pl_module.recal_loader, pl_module.recal_batches)
+            recalibrate_bn(avg, pl_module.recal_loader, pl_module.recal_batches, pl_module.autocast_dtype())
             first = epoch - self._averaged + 1
             self._save(trainer, avg, f"avg{self._averaged}", {"epoch": epoch, "averaged_epochs": list(range(first, epoch + 1))})
 
@@ -205,13 +221,14 @@ def train(specset_dir: Path, s: TrainSettings, t: TrainerSettings, tracking: Tra
                else np.ones(len(codes), np.float32))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(t.precision, t.accelerator)
+    workers = resolve_workers(s.num_workers, t.accelerator)
     results = []
     for fold, (train_idx, val_idx) in enumerate(splits):
         L.seed_everything(s.seed + fold, workers=True, verbose=False)
         model, model_name = build_model(s, specset)
         train_ds = SpecDataset(specset, train_idx, seed=s.seed + fold)
         train_ds.augmenter = Augmenter(s.augment, specset.labels, train_ds.fetch, noise)
-        loader_args = {"batch_size": s.batch_size, "num_workers": s.num_workers,
+        loader_args = {"batch_size": s.batch_size, "num_workers": workers,
                        "persistent_workers": False, "pin_memory": torch.cuda.is_available()}
         train_dl = DataLoader(train_ds, shuffle=True, drop_last=False,
                               generator=torch.Generator().manual_seed(s.seed + fold), **loader_args)
@@ -234,7 +251,7 @@ def train(specset_dir: Path, s: TrainSettings, t: TrainerSettings, tracking: Tra
         if trainer.is_global_zero:
             flat = {**(params or {}), "fold": fold, "train_spectrograms": len(train_idx),
                     "val_spectrograms": len(val_idx), "parameters": meta["extra"]["parameters"],
-                    "precision": precision}
+                    "precision": precision, "loader_workers": workers}
             loggers[0].log_hyperparams(flat)
         recal = DataLoader(SpecDataset(specset, train_idx), shuffle=True,
                            generator=torch.Generator().manual_seed(s.seed + fold), **loader_args)
