@@ -5,7 +5,7 @@ memory on training sets larger than the memory the process uses.
 
 A synthetic training set (random spectrograms, six classes, one of them Noise, so every augmentation
 runs) is written in the pickle format; custom_hgnet_1 and custom_hgnet_2 train for --steps batches of
-64 with HawkEars' augmentation and two data-loader workers. Then custom_hgnet_1 trains on a small
+64 with HawkEars' augmentation and the default data loading (train.num_workers=auto). Then custom_hgnet_1 trains on a small
 (2,000) and a large (--big, 40,000 = 2.9 GB) set: peak RSS (VmHWM) should not depend on the set size.
 """
 
@@ -50,7 +50,7 @@ import json, sys
 from pathlib import Path
 from hawk.training.run import TrainSettings, TrainerSettings, Tracking, train
 specs, model, steps, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
-s = TrainSettings(model_name=model, num_epochs=1, val_portion=0.0, save_last_n=0, num_workers=2)
+s = TrainSettings(model_name=model, num_epochs=1, val_portion=0.0, save_last_n=0)
 t = TrainerSettings(accelerator="cpu", progress=False, limit_train_batches=steps)
 tr = Tracking(mlflow_uri=f"sqlite:///{out}/mlflow.db", tensorboard_dir=str(out / "tb"))
 (r,) = train(Path(specs), s, t, tr, out / "ckpt")

@@ -185,3 +185,33 @@ def test_ddp_on_two_cpu_processes(specset, tmp_path):
     assert [p.name for p in (project / "ckpt").iterdir()] == ["custom_hgnet_1-avg1.ckpt"]  # the default: averaged
     assert json.loads((project / "metrics" / "train.json").read_text())["val_macro_ap"] is not None
     shutil.rmtree(project)
+
+
+def test_loader_workers_auto_follow_the_machine(monkeypatch):
+    from hawk.training import run as tr
+
+    monkeypatch.setattr(tr.torch.cuda, "is_available", lambda: False)
+    for cores, cpu, gpu in ((2, 0, 1), (4, 0, 3), (16, 2, 4)):
+        monkeypatch.setattr(tr.os, "cpu_count", lambda: cores)
+        assert tr.resolve_workers("auto", "auto") == cpu and tr.resolve_workers("auto", "gpu") == gpu
+    assert tr.resolve_workers(3, "cpu") == 3
+
+
+def test_bn_recalibration_in_bf16_matches_full_precision(specset):
+    """The pass runs in the training's precision; its statistics must be those of full precision."""
+    from hawk.models import create_model
+    from hawk.training.module import recalibrate_bn
+
+    ds = SpecDataset(SpecSet.open(specset), np.arange(len(SpecSet.open(specset))))
+    loader = torch.utils.data.DataLoader(ds, batch_size=16)
+    torch.manual_seed(0)
+    full = create_model("custom_hgnet_1", 3)
+    half = create_model("custom_hgnet_1", 3)
+    half.load_state_dict(full.state_dict())
+    recalibrate_bn(full, loader, 4)
+    recalibrate_bn(half, loader, 4, torch.bfloat16)
+    a, b = full.state_dict(), half.state_dict()
+    stats = [k for k in a if k.endswith(("running_mean", "running_var"))]
+    assert stats and not any(torch.equal(a[k], b[k]) for k in stats[:1])  # bf16 really ran
+    for k in stats:
+        assert torch.allclose(a[k], b[k], rtol=0.05, atol=0.02), k
