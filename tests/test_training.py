@@ -209,7 +209,7 @@ def test_bn_recalibration_in_bf16_matches_full_precision(specset):
     half = create_model("custom_hgnet_1", 3)
     half.load_state_dict(full.state_dict())
     recalibrate_bn(full, loader, 4)
-    recalibrate_bn(half, loader, 4, torch.bfloat16)
+    recalibrate_bn(half, loader, 4, lambda: torch.autocast("cpu", dtype=torch.bfloat16))
     a, b = full.state_dict(), half.state_dict()
     stats = [k for k in a if k.endswith(("running_mean", "running_var"))]
     assert stats and not any(torch.equal(a[k], b[k]) for k in stats[:1])  # bf16 really ran

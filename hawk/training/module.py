@@ -7,8 +7,9 @@ learning-rate schedule stepped every batch. Validation: loss and macro/micro ave
 
 from __future__ import annotations
 
-import contextlib
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import lightning as L
@@ -39,15 +40,17 @@ def average_precisions(scores: np.ndarray, targets: np.ndarray) -> tuple[float, 
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, loader: Any, batches: int, autocast: torch.dtype | None = None) -> None:
+def recalibrate_bn(model: nn.Module, loader: Any, batches: int,
+                   precision: Callable[[], AbstractContextManager] = nullcontext) -> None:
     """Re-estimate batch-norm statistics as a plain average over un-augmented training batches.
 
     BN keeps an exponential average with momentum 0.1 that starts from variance 1; after only a
     few dozen steps (a small class set) it still remembers that start, and eval-mode predictions
     are poor. A fresh average over up to ``batches`` batches fixes that, and changes little on long
     runs. Averaged weights (SWA) need it too: the average of BN statistics is not the statistics
-    of the averaged weights. ``autocast``: the training's mixed-precision dtype, so the pass costs
-    what a forward step costs in training (BF16 halves it on CPU) and sees the activations training saw.
+    of the averaged weights. ``precision``: the training's forward context (its autocast), so the pass
+    costs what a forward step costs in training (BF16 halves it on CPU) and sees the activations
+    training saw.
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns or batches <= 0:
@@ -59,7 +62,7 @@ def recalibrate_bn(model: nn.Module, loader: Any, batches: int, autocast: torch.
         m.momentum = None  # cumulative average
     model.train()
     device = next(model.parameters()).device
-    with torch.autocast(device.type, dtype=autocast) if autocast else contextlib.nullcontext():
+    with precision():
         for i, (x, _) in enumerate(loader):
             if i >= batches:
                 break
@@ -97,13 +100,8 @@ class Classifier(L.LightningModule):
         """Batch-norm statistics re-estimated once per epoch (see :func:`recalibrate_bn`)."""
         if self.recal_loader is None or self.recal_batches <= 0 or self.recalibrated_epoch == self.current_epoch:
             return
-        recalibrate_bn(self, self.recal_loader, self.recal_batches, self.autocast_dtype())
+        recalibrate_bn(self, self.recal_loader, self.recal_batches, self.trainer.precision_plugin.forward_context)
         self.recalibrated_epoch = self.current_epoch
-
-    def autocast_dtype(self) -> torch.dtype | None:
-        """The dtype the trainer's mixed precision computes in, or None at full precision."""
-        precision = str(self.trainer.precision)
-        return torch.bfloat16 if precision.startswith("bf16") else torch.float16 if precision.startswith("16") else None
 
     def on_validation_epoch_start(self) -> None:
         # Only where a checkpoint is made (or its metrics reported): a pass over up to 20 batches

@@ -190,7 +190,8 @@ class _Recorder(L.Callback):
             state = avg.state_dict()
             avg.load_state_dict({k: (self._sum[k] / self._averaged).to(v.dtype) if k in self._sum else v
                                  for k, v in state.items()})
-            recalibrate_bn(avg, pl_module.recal_loader, pl_module.recal_batches, pl_module.autocast_dtype())
+            recalibrate_bn(avg, pl_module.recal_loader, pl_module.recal_batches,
+                           trainer.precision_plugin.forward_context)
             first = epoch - self._averaged + 1
             self._save(trainer, avg, f"avg{self._averaged}", {"epoch": epoch, "averaged_epochs": list(range(first, epoch + 1))})
 
