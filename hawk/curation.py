@@ -15,6 +15,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,12 +138,11 @@ def build_db(out_db: Path, picks: dict[str, list[float]], rec_dir: Path, source_
     tmp = out_db.with_name(f".{out_db.name}.part")
     tmp.unlink(missing_ok=True)
     out_db.parent.mkdir(parents=True, exist_ok=True)
-    src = SpecDB(source_db) if source_db is not None else None
-    prov = src.provenance() if src else {}
-    reuse = src is not None and src.get_meta("spec_settings") == settings.identity()
     maker = None  # made on first use: copying needs no torch
     today = time.strftime("%Y-%m-%d")
-    with SpecDB(tmp) as db:
+    with SpecDB(tmp) as db, (SpecDB(source_db) if source_db is not None else nullcontext()) as src:
+        prov = src.provenance() if src else {}
+        reuse = src is not None and src.get_meta("spec_settings") == settings.identity()
         with db.transaction():
             db.set_meta("spec_settings", settings.identity())
             db.set_meta("class", {"name": name, "code": code})
@@ -173,8 +173,6 @@ def build_db(out_db: Path, picks: dict[str, list[float]], rec_dir: Path, source_
                 rec = db.insert_recording(db.source_id(p.get("source") or "local"), sub, fname, seconds, p)
                 result.spectrograms += db.insert_spectrograms(rec, rows, today)
             result.recordings += 1
-    if src:
-        src.close()
     tmp.replace(out_db)
     result.seconds = time.perf_counter() - start
     return result
