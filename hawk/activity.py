@@ -1,10 +1,13 @@
 """How far the loudest sound of each segment stands above its own recording's background.
 
 Unattended curation needs to tell a segment with a call from one of background only, without a
-model. A recording's background is, per frequency band, a low percentile of its frames over the
-whole recording (birds sing in bouts, so most frames of any one band are background). A segment's
+model. A recording's background is, per frequency band, a low percentile of the levels of its
+segments' frames (birds sing in bouts, so most frames of any one band are background). A segment's
 activity is the largest excess over that background, in dB, anywhere in the segment, after a small
 time-frequency smoothing so one noisy cell is not a call. A 20-ms chip counts as much as a long song.
+
+extract measures it while it makes the spectrograms (:class:`ActivityMeter`) and stores it beside
+them, so select chooses without reading any audio again.
 """
 
 from __future__ import annotations
@@ -13,49 +16,65 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from hawk.spectrogram import SpecSettings, SpectrogramMaker
+PERCENTILE = 20.0  # the background: this percentile of each band's frame levels
+SMOOTH = (3, 3)  # bands x frames averaged before the levels are taken
+_LO, _STEP, _BINS = -200.0, 0.1, 3000  # level histogram: -200 to +100 dB in 0.1-dB bins
+# Stored in each class database: a database measured another way is rebuilt by extract.
+DEFINITION = {"percentile": PERCENTILE, "smooth": list(SMOOTH), "step_db": _STEP}
 
 
-def _smooth(x: np.ndarray, bands: int, frames: int) -> np.ndarray:
-    """Moving average over ``bands`` x ``frames`` (edges averaged over what exists)."""
-    from scipy.ndimage import uniform_filter
+class ActivityMeter:
+    """Measures the segments of one recording as they stream past, in memory that grows by one small
+    vector per segment (a per-band level histogram stands in for all the frames)."""
 
-    return uniform_filter(x, size=(bands, frames), mode="nearest")
+    def __init__(self, height: int):
+        self.hist = np.zeros((height, _BINS), np.int64)
+        self.offsets: list[float] = []
+        self.peaks: list[np.ndarray] = []  # per segment: each band's loudest smoothed level
 
+    def add(self, offset: float, mag: np.ndarray) -> None:
+        """One segment's un-normalised (height, frames) magnitudes."""
+        from scipy.ndimage import uniform_filter
 
-def segment_activity(maker: SpectrogramMaker, signal: np.ndarray, offsets: Iterable[float],
-                     percentile: float = 20.0, bands: int = 3, frames: int = 3) -> np.ndarray:
-    """Activity in dB of the segments at ``offsets`` (seconds) of a mono ``signal`` at the maker's rate."""
-    s = maker.s
-    mag = maker.whole(signal)
-    level = 20 * np.log10(_smooth(mag, bands, frames) + 1e-9)
-    excess = (level - np.percentile(level, percentile, axis=1, keepdims=True)).max(axis=0)  # per frame
-    out = []
-    for o in offsets:
-        f = int(round(o * s.sample_rate / s.hop_length))
-        seg = excess[max(0, f) : f + s.spec_width]
-        out.append(float(seg.max()) if len(seg) else 0.0)
-    return np.asarray(out, np.float32)
+        level = 20 * np.log10(uniform_filter(mag, size=SMOOTH, mode="nearest") + 1e-9)
+        self.offsets.append(offset)
+        self.peaks.append(level.max(axis=1))
+        h = len(level)
+        idx = np.clip(((level - _LO) / _STEP).astype(np.int64), 0, _BINS - 1) + np.arange(h)[:, None] * _BINS
+        self.hist += np.bincount(idx.ravel(), minlength=h * _BINS).reshape(h, _BINS)
+
+    def background(self) -> np.ndarray:
+        """Each band's ``PERCENTILE`` level in dB (the centre of the histogram bin it falls in)."""
+        cdf = self.hist.cumsum(axis=1)
+        first = (cdf >= cdf[:, -1:] * PERCENTILE / 100).argmax(axis=1)
+        return _LO + (first + 0.5) * _STEP
+
+    def activity(self) -> list[tuple[float, float]]:
+        """(offset, activity in dB) of every segment added."""
+        if not self.peaks:
+            return []
+        act = (np.stack(self.peaks) - self.background()).max(axis=1)
+        return [(o, round(float(a), 2)) for o, a in zip(self.offsets, act)]
 
 
 class ActivityFilter:
-    """Unattended curation as a chooser for :func:`hawk.curation.build_db`, which reads each recording
-    once: keeps the segments whose activity is at least ``min_db`` and the ``restored`` ones (a
-    person's choice) whatever their activity, and records what it drops as (file, offset, dB)."""
+    """Unattended curation as a chooser for :func:`hawk.curation.build_db`: keeps the segments whose
+    stored activity is at least ``min_db`` and the ``restored`` ones (a person's choice) whatever their
+    activity, and records what it drops as (file, offset, dB). A segment with no stored activity is kept."""
 
-    def __init__(self, settings: SpecSettings, min_db: float, restored: dict[str, list[float]] | None = None,
-                 percentile: float = 20.0):
-        self.maker, self.min_db, self.percentile = SpectrogramMaker(settings), min_db, percentile
+    def __init__(self, activity: dict[str, dict[float, float]], min_db: float,
+                 restored: dict[str, list[float]] | None = None):
+        self.activity, self.min_db = activity, min_db
         self.restored = restored or {}
         self.dropped: list[tuple[str, float, float]] = []
 
-    def __call__(self, fname: str, signal: np.ndarray, offsets: list[float]) -> list[float]:
-        act = segment_activity(self.maker, signal, offsets, self.percentile)
-        keep = set(self.restored.get(fname, ()))
+    def __call__(self, fname: str, offsets: Iterable[float]) -> list[float]:
+        measured, keep = self.activity.get(fname, {}), set(self.restored.get(fname, ()))
         kept = []
-        for o, a in zip(offsets, act):
-            if a >= self.min_db or o in keep:
+        for o in offsets:
+            a = measured.get(o)
+            if a is None or a >= self.min_db or o in keep:
                 kept.append(o)
             else:
-                self.dropped.append((fname, o, round(float(a), 1)))
+                self.dropped.append((fname, o, round(a, 1)))
         return kept

@@ -19,7 +19,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from hawk.audio import AudioError, read_mono
 from hawk.db import SpecDB
@@ -126,12 +125,12 @@ class SelectResult:
 def build_db(out_db: Path, picks: dict[str, list[float]], rec_dir: Path, source_db: Path | None,
              settings: SpecSettings, name: str, code: str, category: str = "bird",
              show_progress: bool = True,
-             choose: Callable[[str, np.ndarray, list[float]], list[float]] | None = None) -> SelectResult:
+             choose: Callable[[str, list[float]], list[float]] | None = None) -> SelectResult:
     """A fresh HawkEars-schema database holding the spectrograms at ``picks`` (file -> offsets).
     Provenance is copied from ``source_db`` when given. When ``source_db`` was made with ``settings``,
     its stored spectrograms are copied (they are what re-extraction would give, bit for bit); otherwise
-    each is extracted again from the audio in ``rec_dir``. ``choose(file, signal, offsets)`` may narrow
-    each recording's offsets once its audio is read (a recording left with none is not written).
+    each is extracted again from the audio in ``rec_dir``. ``choose(file, offsets)`` may narrow each
+    recording's offsets (a recording left with none is not written).
     Written beside ``out_db`` and renamed into place, so a crash never leaves a half database."""
     start = time.perf_counter()
     result = SelectResult()
@@ -148,25 +147,22 @@ def build_db(out_db: Path, picks: dict[str, list[float]], rec_dir: Path, source_
             db.set_meta("class", {"name": name, "code": code})
             sub = db.subcategory_id(name, code, category)
         for fname, offsets in progress(picks.items(), len(picks), f"select {code}", show_progress):
+            if choose is not None:
+                offsets = choose(fname, offsets)
+            if not offsets:
+                continue
             seconds, stored = src.stored(fname, code) if reuse else (0.0, {})
             try:
-                signal = None
-                if choose is not None or not stored:
-                    signal = read_mono(rec_dir / fname, settings.sample_rate)
-                    seconds = len(signal) / settings.sample_rate
-                if choose is not None:
-                    offsets = choose(fname, signal, offsets)
                 if stored:
                     rows = [(o, stored[o]) for o in offsets]
                 else:
+                    signal = read_mono(rec_dir / fname, settings.sample_rate)
+                    seconds = len(signal) / settings.sample_rate
                     maker = maker or SpectrogramMaker(settings)
-                    rows = [(o, encode(x, settings.compress_level)) for o, x in
-                            zip(offsets, maker.at(signal, offsets) if offsets else [])]
+                    rows = [(o, encode(x, settings.compress_level)) for o, x in zip(offsets, maker.at(signal, offsets))]
             except (AudioError, OSError, ValueError) as e:
                 result.skipped.append((fname, str(e)))
                 log.warning("skipped %s: %s", fname, e)
-                continue
-            if not offsets:
                 continue
             p = dict(prov.get(fname) or {"source": "local"})
             with db.transaction():

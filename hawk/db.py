@@ -2,8 +2,9 @@
 
 Tables Source, Category, Subcategory, Recording, SoundType and Spectrogram have HawkEars' names and
 columns, so DB Browser for SQLite, HawkEars' own tools and existing HawkEars databases work unchanged.
-hawk adds two tables HawkEars ignores: ``HawkMeta`` (the settings the spectrograms were made with)
-and ``Provenance`` (where each recording came from: URL, licence, recordist...).
+hawk adds three tables HawkEars ignores: ``HawkMeta`` (the settings the spectrograms were made with),
+``Provenance`` (where each recording came from: URL, licence, recordist...) and ``Activity`` (how far
+each spectrogram's loudest sound stands above its recording's background, see hawk/activity.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS HawkMeta (Key TEXT PRIMARY KEY, Value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS Provenance (
     RecordingID INTEGER PRIMARY KEY, Source TEXT, URL TEXT, License TEXT, Recordist TEXT,
     Species TEXT, Quality TEXT, Downloaded TEXT, SampleRate INTEGER, Channels INTEGER);
+CREATE TABLE IF NOT EXISTS Activity (SpectrogramID INTEGER PRIMARY KEY, Decibels REAL NOT NULL);
 """
 
 PROVENANCE_FIELDS = ("source", "url", "license", "recordist", "species", "quality", "downloaded")
@@ -129,6 +131,8 @@ class SpecDB:
         return rec
 
     def delete_recording(self, recording_id: int) -> None:
+        self.conn.execute("DELETE FROM Activity WHERE SpectrogramID IN (SELECT ID FROM Spectrogram WHERE "
+                          "RecordingID = ?)", (recording_id,))
         for table, col in (("Spectrogram", "RecordingID"), ("Provenance", "RecordingID"), ("Recording", "ID")):
             self.conn.execute(f"DELETE FROM {table} WHERE {col} = ?", (recording_id,))
 
@@ -141,6 +145,21 @@ class SpecDB:
             )
             n += 1
         return n
+
+    def set_activity(self, recording_id: int, rows: Iterable[tuple[float, float]]) -> None:
+        """(offset, dB) for the recording's spectrograms at those offsets."""
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO Activity (SpectrogramID, Decibels) SELECT ID, ? FROM Spectrogram "
+            "WHERE RecordingID = ? AND Offset = ?", ((db, recording_id, o) for o, db in rows))
+
+    def activity(self) -> dict[str, dict[float, float]]:
+        """FileName -> {offset: activity in dB} for every measured spectrogram."""
+        out: dict[str, dict[float, float]] = {}
+        for name, off, db in self.conn.execute(
+                "SELECT r.FileName, s.Offset, a.Decibels FROM Activity a JOIN Spectrogram s ON s.ID = "
+                "a.SpectrogramID JOIN Recording r ON r.ID = s.RecordingID"):
+            out.setdefault(name, {})[off] = db
+        return out
 
     def spectrograms(self, include_ignored: bool = False) -> Iterator[SpecRow]:
         """Every spectrogram with its recording's file name, in recording then offset order."""

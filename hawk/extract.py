@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from hawk import activity
 from hawk.audio import AudioError, duration, is_audio_file, iter_mono
 from hawk.db import SpecDB
 from hawk.manifest import read_manifest
 from hawk.progress import progress
 from hawk.reports import write_skip_report
-from hawk.spectrogram import SpecSettings, SpectrogramMaker, encode
+from hawk.spectrogram import SpecSettings, SpectrogramMaker, encode, normalise
 
 log = logging.getLogger(__name__)
 _REC = struct.Struct("<dI")  # offset seconds, blob length
@@ -50,7 +51,7 @@ class ExtractResult:
 
 def extract_recording(path: str, settings: SpecSettings, sink: Callable[[float, bytes], None]) -> dict[str, Any]:
     """Worker: the encoded spectrograms of one recording, each passed to ``sink(offset, blob)`` as it is
-    made; returns counts, or the reason the recording failed."""
+    made; returns counts and each segment's activity, or the reason the recording failed."""
     try:
         info, blocks = iter_mono(path, settings.sample_rate, settings.block_seconds, settings.check_seconds)
         peak = 0.0
@@ -65,8 +66,10 @@ def extract_recording(path: str, settings: SpecSettings, sink: Callable[[float, 
                 yield b
 
         n = 0
-        for offset, spec in SpectrogramMaker(settings).segments(tracked()):
-            sink(offset, encode(spec, settings.compress_level))
+        meter = activity.ActivityMeter(settings.spec_height)
+        for offset, mag in SpectrogramMaker(settings).segments(tracked(), raw=True):
+            meter.add(offset, mag)
+            sink(offset, encode(normalise(mag), settings.compress_level))
             n += 1
         seconds = samples / settings.sample_rate
         if samples == 0:
@@ -75,7 +78,8 @@ def extract_recording(path: str, settings: SpecSettings, sink: Callable[[float, 
             return {"error": f"silent (peak amplitude {peak:.1e})"}
         if n == 0:
             return {"error": f"too short ({seconds:.2f} s < segment length {settings.segment_len} s)"}
-        return {"n": n, "seconds": seconds, "sample_rate": info.sample_rate, "channels": info.channels}
+        return {"n": n, "seconds": seconds, "sample_rate": info.sample_rate, "channels": info.channels,
+                "activity": meter.activity()}
     except AudioError as e:
         return {"error": e.reason}
     except Exception as e:  # a bad recording must never stop the stage
@@ -144,8 +148,9 @@ def extract_class(
     ``workers`` 0 means one per CPU core, or this process alone for less than ``SMALL_JOB_SECONDS``
     of audio; 1 runs in this process. ``engine`` (a
     :class:`hawk.ray_engine.RayEngine`) spreads the recordings over a Ray cluster instead; either way
-    only this process writes the database. A database made with other spectrogram settings is rebuilt
-    from scratch, since its spectrograms would no longer match.
+    only this process writes the database. A database made with other spectrogram settings, or whose
+    activity was measured another way (or not at all: made by an older hawk), is rebuilt from scratch,
+    since its contents would no longer match.
     """
     start = time.perf_counter()
     rec_dir, db_path = Path(rec_dir), Path(db_path)
@@ -154,9 +159,11 @@ def extract_class(
     identity = settings.identity()
     if db_path.exists():
         with SpecDB(db_path) as db:
-            old = db.get_meta("spec_settings")
-        if old is not None and old != identity:
-            log.warning("%s: spectrogram settings changed; rebuilding the database", db_path)
+            stale = [what for key, want, what in (("spec_settings", identity, "spectrogram settings"),
+                                                  ("activity", activity.DEFINITION, "activity measure"))
+                     if db.get_meta(key) != want] if db.count("Recording") else []
+        if stale:
+            log.warning("%s: %s changed; rebuilding the database", db_path, " and ".join(stale))
             db_path.unlink()
     spill_dir = db_path.parent / f".{db_path.stem}.spill"
     spill_dir.mkdir(exist_ok=True)
@@ -170,6 +177,7 @@ def extract_class(
     with SpecDB(db_path) as db:
         with db.transaction():
             db.set_meta("spec_settings", identity)
+            db.set_meta("activity", activity.DEFINITION)
             db.set_meta("class", {"name": name, "code": code})
             sub_id = db.subcategory_id(name, code, category)
         existing = db.recordings()
@@ -202,6 +210,7 @@ def extract_class(
                     rec = db.insert_recording(src, sub_id, fname, out["seconds"], prov)
                     rows = read_spill(spill) if spill else out["rows"]
                     result.added_spectrograms += db.insert_spectrograms(rec, rows, today)
+                    db.set_activity(rec, out["activity"])
                 result.added_recordings += 1
             if spill:
                 spill.unlink(missing_ok=True)

@@ -71,6 +71,12 @@ def encode(spec: np.ndarray, level: int = 1) -> bytes:
     return zlib.compress((spec * 255).astype(np.uint8).tobytes(), level)
 
 
+def normalise(spec: np.ndarray) -> np.ndarray:
+    """A spectrogram divided by its own max (HawkEars' per-spectrogram scaling), clipped to [0, 1]."""
+    peak = spec.max()
+    return np.clip(spec / peak, 0, 1) if peak > 0 else spec
+
+
 def decode(blob: bytes, height: int = 192, width: int = 384) -> np.ndarray:
     """Inverse of :func:`encode`, back to float32 in [0, 1]."""
     return np.frombuffer(zlib.decompress(blob), np.uint8).reshape(height, width).astype(np.float32) / 255
@@ -115,8 +121,9 @@ class SpectrogramMaker:
     def _frame_of(self, k: int) -> int:
         return int(round(k * self.s.offset * self.s.sample_rate / self.s.hop_length))
 
-    def segments(self, blocks: Iterable[np.ndarray]) -> Iterator[tuple[float, np.ndarray]]:
-        """Yield (offset seconds, float32 spectrogram in [0, 1]) for every whole segment.
+    def segments(self, blocks: Iterable[np.ndarray], raw: bool = False) -> Iterator[tuple[float, np.ndarray]]:
+        """Yield (offset seconds, float32 spectrogram in [0, 1]) for every whole segment; with ``raw``,
+        the magnitudes before :func:`normalise` (extract measures activity on them).
 
         Frames are centred on multiples of the hop, exactly as torchaudio's ``center=True`` (reflect
         padding) over the whole recording, so no result depends on where block boundaries fell.
@@ -153,10 +160,8 @@ class SpectrogramMaker:
             cat = torch.cat(mel, dim=1) if len(mel) > 1 else mel[0]
             while self._frame_of(k) + width <= n_frames:
                 f = self._frame_of(k) - mel_start
-                spec = cat[:, f : f + width]
-                peak = spec.max()
-                spec = (spec / peak).clamp_(0, 1) if peak > 0 else spec
-                yield k * s.offset, spec.cpu().numpy().astype(np.float32, copy=False)
+                spec = cat[:, f : f + width].cpu().numpy().astype(np.float32, copy=False)
+                yield k * s.offset, spec if raw else normalise(spec)
                 k += 1
             drop = min(self._frame_of(k) - mel_start, cat.shape[1])
             mel, mel_start = [cat[:, drop:]], mel_start + drop
@@ -188,18 +193,6 @@ class SpectrogramMaker:
             raise ValueError(f"signal of {len(x)} samples is shorter than half an FFT window")
         return torch.nn.functional.pad(x[None, None], (half, half), mode="reflect")[0, 0], len(x) // s.hop_length + 1
 
-    def whole(self, signal: np.ndarray) -> np.ndarray:
-        """Un-normalised (height, frames) magnitudes of a whole mono signal, framed as :meth:`at` frames
-        it (frame i centred on sample i x hop), computed in blocks of ``block_seconds``."""
-        import torch
-
-        s = self.s
-        padded, n_frames = self._padded(signal)
-        step = max(1, int(s.block_seconds * s.sample_rate / s.hop_length))
-        parts = [self.frames(padded[f * s.hop_length : (min(f + step, n_frames) - 1) * s.hop_length + s.n_fft])
-                 for f in range(0, n_frames, step)]
-        return torch.cat(parts, dim=1).cpu().numpy()
-
     def at(self, signal: np.ndarray, offsets: Iterable[float]) -> list[np.ndarray]:
         """Spectrograms starting at any ``offsets`` (seconds) of a whole mono signal, framed exactly as
         :meth:`segments` frames them, so a re-extracted spectrogram equals the stored one."""
@@ -211,9 +204,7 @@ class SpectrogramMaker:
             if f < 0 or f + s.spec_width > n_frames:
                 raise ValueError(f"a {s.segment_len} s segment at {o} s does not fit in {len(signal) / s.sample_rate:.2f} s")
             spec = self.frames(padded[f * s.hop_length : (f + s.spec_width - 1) * s.hop_length + s.n_fft])
-            peak = spec.max()
-            spec = (spec / peak).clamp_(0, 1) if peak > 0 else spec
-            out.append(spec.cpu().numpy().astype(np.float32, copy=False))
+            out.append(normalise(spec.cpu().numpy().astype(np.float32, copy=False)))
         return out
 
 

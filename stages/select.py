@@ -5,7 +5,7 @@ Per class, the first rule that applies (see conf/select/default.yaml):
 2. images in data/curation/<CODE>/ (either naming scheme: plots or search results), or queries
    without auto_keep: the images you kept;
 3. unattended curation: every segment whose loudest sound stands `select.unattended.min_activity_db`
-   above its recording's own background (Noise and Other keep everything). What it drops is drawn in
+   above its recording's own background, as extract measured it (Noise and Other keep everything). What it drops is drawn in
    data/dropped/<CODE>/ with dropped.csv; images you put in data/curation/<CODE>/restored/ (the review
    page's `r` key) are kept whatever their activity.
 Each kept spectrogram is copied from the class database, or extracted again from the audio at its
@@ -37,7 +37,7 @@ def main() -> None:
     rec_dir = Path(cfg.paths.recordings) / code
     settings = spec_settings(cfg)
     with SpecDB(class_db) as db:
-        stored = db.offsets()
+        stored, measured = db.offsets(), db.activity()
     exclude = {f for c, f in read_exclude(Path(cfg.paths.dedup) / "exclude.csv") if c == code}
     folder = Path(cfg.paths.curation) / code
     queries, kept_images = cfg.search.queries.get(code), images_in(folder)
@@ -53,7 +53,7 @@ def main() -> None:
             "all spectrograms"
         if sel.unattended.enabled and code not in sel.unattended.keep_all:
             restored = resolve(images_in(folder / "restored"), stored, exclude)
-            chooser = ActivityFilter(settings, float(sel.unattended.min_activity_db), restored.offsets)
+            chooser = ActivityFilter(measured, float(sel.unattended.min_activity_db), restored.offsets)
             picks.skipped += restored.skipped
     out = Path(cfg.paths.select)
     res = build_db(out / f"{code}.db", picks.offsets, rec_dir, class_db, settings, spec.name, code,

@@ -1,16 +1,16 @@
 """Unattended curation: segments with no sound above the recording's background are dropped, listed
-with images, and a person's restored image is kept from then on. The real select stage on real audio."""
+with images, and a person's restored image is kept from then on. The real extract and select on real audio."""
 
 import csv
 import shutil
 
 import numpy as np
 
-from hawk.activity import segment_activity
+from hawk import activity
 from hawk.db import SpecDB
 from hawk.download.demo import SYNTHS, background, place, write_audio
 from hawk.extract import extract_class
-from hawk.spectrogram import SpecSettings, SpectrogramMaker
+from hawk.spectrogram import SpecSettings
 from tests.test_cli_errors import project, stage
 
 SR = 37120
@@ -26,9 +26,31 @@ def planted(seed: int = 0) -> np.ndarray:
     return (x / np.abs(x).max() * 0.9).astype(np.float32)
 
 
-def test_activity_separates_calls_from_background():
-    act = segment_activity(SpectrogramMaker(SpecSettings()), planted(), [0.0, 1.5, 6.0, 7.5, 12.0])
-    assert min(act[[0, 1, 4]]) > 25 and max(act[[2, 3]]) < 15, act
+def extract_planted(root, n=1):
+    rec = root / "data" / "recordings" / "RIWH"
+    rec.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        write_audio(rec / f"r{i + 1}.wav", planted(i), SR)
+    (root / "data" / "db").mkdir(parents=True, exist_ok=True)
+    extract_class(rec, root / "data" / "db" / "RIWH.db", root / "data" / "db" / "RIWH.report.csv",
+                  "Rising Whistler", "RIWH", SpecSettings(), workers=1, show_progress=False)
+    return root / "data" / "db" / "RIWH.db"
+
+
+def test_extract_measures_activity_that_separates_calls_from_background(tmp_path):
+    with SpecDB(extract_planted(tmp_path)) as db:
+        act = db.activity()["r1.wav"]
+    assert sorted(act) == [i * 1.5 for i in range(9)]  # every spectrogram was measured
+    assert min(act[0.0], act[1.5], act[12.0]) > 25 and max(act[6.0], act[7.5]) < 15, act
+
+
+def test_a_database_from_before_activity_is_rebuilt_with_it(tmp_path):
+    db_path = extract_planted(tmp_path)
+    with SpecDB(db_path) as db, db.transaction():
+        db.conn.execute("DELETE FROM Activity")
+        db.conn.execute("DELETE FROM HawkMeta WHERE Key = 'activity'")
+    with SpecDB(extract_planted(tmp_path)) as db:
+        assert db.get_meta("activity") == activity.DEFINITION and len(db.activity()["r1.wav"]) == 9
 
 
 def dropped_rows(root):
@@ -43,12 +65,8 @@ def kept(root):
 
 def test_select_drops_a_silent_segment_and_keeps_a_restored_one(tmp_path):
     root = project(tmp_path, search={"queries": {}})
-    rec = root / "data" / "recordings" / "RIWH"
-    rec.mkdir(parents=True)
-    write_audio(rec / "r1.wav", planted(), SR)
-    (root / "data" / "db").mkdir(parents=True)
-    extract_class(rec, root / "data" / "db" / "RIWH.db", root / "data" / "db" / "RIWH.report.csv",
-                  "Rising Whistler", "RIWH", SpecSettings(), workers=1, show_progress=False)
+    extract_planted(root)
+    shutil.rmtree(root / "data" / "recordings")  # select reads no audio: extract measured it all
 
     r = stage(root, "stages.select", "--code", "RIWH", "select.progress=false")
     assert r.returncode == 0, r.stderr
