@@ -147,6 +147,24 @@ def test_averaged_checkpoint_is_the_mean_of_the_last_epochs_and_scores(specset, 
     assert scores.shape == (4, 3) and np.isfinite(scores).all() and len(ens.paths) == 1
 
 
+def test_last_validation_measures_the_averaged_model_that_is_saved(specset, tmp_path):
+    from hawk.ckpt import model_from_checkpoint
+    from hawk.training.module import Classifier, class_weights
+
+    s = tiny(average=True, num_epochs=3)
+    (res,), _ = run(specset, tmp_path, s, precision="32-true")
+    ss = SpecSet.open(specset)
+    _, val = make_splits(ss.groups, ss.labels, s.val_portion, 1, s.seed)[0]
+    x, y = (torch.stack(t) for t in zip(*(SpecDataset(ss, val)[k] for k in range(len(val)))))
+    clf = Classifier(model_from_checkpoint(load_checkpoint(res.checkpoints[0])).eval(),
+                     class_weights(ss.labels, len(ss.class_codes), s.class_weight_power), label_smoothing=s.label_smoothing)
+    with torch.no_grad():
+        loss = float(clf.loss(clf(x), y))
+    logged = [e["val_loss"] for e in res.epochs]
+    assert loss == pytest.approx(logged[-1], abs=1e-5), (loss, logged)  # the saved model was validated
+    assert min(abs(loss - v) for v in logged[:-1]) > 1e-4  # and no earlier epoch's model was
+
+
 def test_transfer_learning_new_head_and_frozen_backbone(specset, train_db, tmp_path):
     (base,), _ = run(specset, tmp_path / "base", tiny(num_epochs=1, save_last_n=1, val_portion=0.0))
     two = tmp_path / "two"

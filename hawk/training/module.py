@@ -75,14 +75,13 @@ def recalibrate_bn(model: nn.Module, loader: Any, batches: int,
 class Classifier(L.LightningModule):
     def __init__(self, model: nn.Module, weights: np.ndarray, lr: float = 0.0025, weight_decay: float = 0.0,
                  label_smoothing: float = 0.125, optimizer: str = "adamp", recalibrate: Any = None,
-                 recalibrate_batches: int = 0, recalibrate_from_epoch: int = 1):
+                 recalibrate_batches: int = 0):
         super().__init__()
         self.model = model.to(memory_format=torch.channels_last)  # ~2x faster convolutions on CPU
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32))
         self.lr, self.weight_decay, self.label_smoothing, self.optimizer_name = lr, weight_decay, label_smoothing, optimizer
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.recal_loader, self.recal_batches, self.recalibrated_epoch = recalibrate, recalibrate_batches, -1
-        self.recal_from = recalibrate_from_epoch  # epochs before it validate with BN's running averages
         self._last_end: float | None = None
         self._wait = 0.0
         self._step = 0.0
@@ -97,17 +96,13 @@ class Classifier(L.LightningModule):
         return (per * self.weights).mean()
 
     def recalibrate_bn(self) -> None:
-        """Batch-norm statistics re-estimated once per epoch (see :func:`recalibrate_bn`)."""
+        """Batch-norm statistics re-estimated (see :func:`recalibrate_bn`), at most once per epoch: the
+        trainer asks for it only for epochs it checkpoints, since a pass over up to 20 batches costs a
+        third of an epoch of a small set; other epochs validate with BN's running averages."""
         if self.recal_loader is None or self.recal_batches <= 0 or self.recalibrated_epoch == self.current_epoch:
             return
         recalibrate_bn(self, self.recal_loader, self.recal_batches, self.trainer.precision_plugin.forward_context)
         self.recalibrated_epoch = self.current_epoch
-
-    def on_validation_epoch_start(self) -> None:
-        # Only where a checkpoint is made (or its metrics reported): a pass over up to 20 batches
-        # costs a third of an epoch of a small set, and earlier epochs need none.
-        if self.trainer.state.fn == "fit" and self.current_epoch + 1 >= self.recal_from:
-            self.recalibrate_bn()
 
     # --- time spent waiting for data: the gap between one step's end and the next step's start ---
     def on_train_epoch_start(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import logging
@@ -25,7 +24,7 @@ from hawk.models import count_parameters, create_model
 from hawk.settings import from_mapping
 from hawk.specset import SpecSet
 from hawk.training.data import SpecDataset, make_splits
-from hawk.training.module import Classifier, class_weights, recalibrate_bn
+from hawk.training.module import Classifier, class_weights
 
 log = logging.getLogger(__name__)
 NOISE = "Noise"
@@ -154,10 +153,13 @@ class _SetEpoch(L.Callback):
 
 
 class _Recorder(L.Callback):
-    """Per-epoch metrics, and the last ``save_last_n`` epochs kept (rank 0 only): saved as hawk
-    checkpoints, or with ``average`` their weights averaged (SWA-style) into one checkpoint, whose
-    batch-norm statistics are then re-estimated. One averaged model costs a third of an ensemble of
-    three at inference."""
+    """Per-epoch metrics, and the last ``save_last_n`` epochs kept: saved as hawk checkpoints, or with
+    ``average`` their weights averaged (SWA-style) into one checkpoint, whose batch-norm statistics are
+    then re-estimated. One averaged model costs a third of an ensemble of three at inference.
+
+    A kept epoch's model is made ready (batch norm re-estimated, or the average swapped in on the last
+    epoch) before that epoch's validation, so the validation metrics are those of what is saved; with
+    no validation it is made ready at the epoch's end."""
 
     def __init__(self, fold: int, ckpt_dir: Path, prefix: str, save_last_n: int, average: bool, meta: dict[str, Any]):
         self.fold, self.ckpt_dir, self.prefix, self.meta = fold, ckpt_dir, prefix, meta
@@ -166,34 +168,50 @@ class _Recorder(L.Callback):
         self.checkpoints: list[Path] = []
         self._sum: dict[str, torch.Tensor] = {}
         self._averaged = 0
+        self._ready = 0  # the last epoch made ready
+
+    def _kept(self, trainer: L.Trainer) -> bool:
+        return trainer.current_epoch + 1 > trainer.max_epochs - self.save_last_n
+
+    def _make_ready(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """On every rank, so that distributed validation sees one model everywhere."""
+        epoch = trainer.current_epoch + 1
+        if self._ready == epoch or not self._kept(trainer):
+            return
+        self._ready = epoch
+        if not self.average:
+            pl_module.recalibrate_bn()
+            return
+        model = pl_module.model
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self._sum[k] = self._sum.get(k, 0) + v.detach().double()
+        self._averaged += 1
+        if epoch == trainer.max_epochs:  # no step follows: the model becomes the average
+            model.load_state_dict({k: (self._sum[k] / self._averaged).to(v.dtype) if k in self._sum else v
+                                   for k, v in model.state_dict().items()})
+            pl_module.recalibrate_bn()
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._make_ready(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._make_ready(trainer, pl_module)
         if not trainer.is_global_zero:
             return
         m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         epoch = trainer.current_epoch + 1
         self.epochs.append({"fold": self.fold, "epoch": epoch, **m,
                             "data_wait_share": pl_module.data_wait_share(), "step_seconds": pl_module.step_seconds})
-        if epoch <= trainer.max_epochs - self.save_last_n:
+        if not self._kept(trainer):
             return
-        model = pl_module.model
         if not self.average:
-            pl_module.recalibrate_bn()  # done already when there was a validation pass
-            self._save(trainer, model, f"e{epoch:02d}", {"epoch": epoch})
-            return
-        for k, v in model.state_dict().items():
-            if v.is_floating_point():
-                self._sum[k] = self._sum.get(k, 0) + v.detach().double()
-        self._averaged += 1
-        if epoch == trainer.max_epochs:
-            avg = copy.deepcopy(model)
-            state = avg.state_dict()
-            avg.load_state_dict({k: (self._sum[k] / self._averaged).to(v.dtype) if k in self._sum else v
-                                 for k, v in state.items()})
-            recalibrate_bn(avg, pl_module.recal_loader, pl_module.recal_batches,
-                           trainer.precision_plugin.forward_context)
+            self._save(trainer, pl_module.model, f"e{epoch:02d}", {"epoch": epoch})
+        elif epoch == trainer.max_epochs:
             first = epoch - self._averaged + 1
-            self._save(trainer, avg, f"avg{self._averaged}", {"epoch": epoch, "averaged_epochs": list(range(first, epoch + 1))})
+            self._save(trainer, pl_module.model, f"avg{self._averaged}",
+                       {"epoch": epoch, "averaged_epochs": list(range(first, epoch + 1))})
 
     def _save(self, trainer: L.Trainer, model: torch.nn.Module, tag: str, extra: dict[str, Any]) -> None:
         path = self.ckpt_dir / f"{self.prefix}-{tag}.ckpt"
@@ -257,7 +275,7 @@ def train(specset_dir: Path, s: TrainSettings, t: TrainerSettings, tracking: Tra
         recal = DataLoader(SpecDataset(specset, train_idx), shuffle=True,
                            generator=torch.Generator().manual_seed(s.seed + fold), **loader_args)
         module = Classifier(model, weights, s.lr, s.weight_decay, s.label_smoothing, s.optimizer, recal,
-                            s.bn_recalibrate_batches, s.num_epochs if s.average else s.num_epochs - s.save_last_n + 1)
+                            s.bn_recalibrate_batches)
         start = time.perf_counter()
         trainer.fit(module, train_dl, val_dl)
         seconds = time.perf_counter() - start
