@@ -26,11 +26,10 @@ def planted(seed: int = 0) -> np.ndarray:
     return (x / np.abs(x).max() * 0.9).astype(np.float32)
 
 
-def extract_planted(root, n=1):
+def extract_planted(root):
     rec = root / "data" / "recordings" / "RIWH"
     rec.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        write_audio(rec / f"r{i + 1}.wav", planted(i), SR)
+    write_audio(rec / "r1.wav", planted(), SR)
     (root / "data" / "db").mkdir(parents=True, exist_ok=True)
     extract_class(rec, root / "data" / "db" / "RIWH.db", root / "data" / "db" / "RIWH.report.csv",
                   "Rising Whistler", "RIWH", SpecSettings(), workers=1, show_progress=False)

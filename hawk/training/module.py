@@ -81,7 +81,7 @@ class Classifier(L.LightningModule):
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32))
         self.lr, self.weight_decay, self.label_smoothing, self.optimizer_name = lr, weight_decay, label_smoothing, optimizer
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.recal_loader, self.recal_batches, self.recalibrated_epoch = recalibrate, recalibrate_batches, -1
+        self.recal_loader, self.recal_batches = recalibrate, recalibrate_batches
         self._last_end: float | None = None
         self._wait = 0.0
         self._step = 0.0
@@ -96,13 +96,12 @@ class Classifier(L.LightningModule):
         return (per * self.weights).mean()
 
     def recalibrate_bn(self) -> None:
-        """Batch-norm statistics re-estimated (see :func:`recalibrate_bn`), at most once per epoch: the
-        trainer asks for it only for epochs it checkpoints, since a pass over up to 20 batches costs a
-        third of an epoch of a small set; other epochs validate with BN's running averages."""
-        if self.recal_loader is None or self.recal_batches <= 0 or self.recalibrated_epoch == self.current_epoch:
+        """Batch-norm statistics re-estimated (see :func:`recalibrate_bn`) in the trainer's precision. The
+        trainer asks for it once for each model it checkpoints, since a pass over up to 20 batches costs
+        a third of an epoch of a small set; other epochs validate with BN's running averages."""
+        if self.recal_loader is None or self.recal_batches <= 0:
             return
         recalibrate_bn(self, self.recal_loader, self.recal_batches, self.trainer.precision_plugin.forward_context)
-        self.recalibrated_epoch = self.current_epoch
 
     # --- time spent waiting for data: the gap between one step's end and the next step's start ---
     def on_train_epoch_start(self) -> None:
