@@ -54,6 +54,20 @@ class SpecRow:
     value: bytes
 
 
+def damage(path: str | Path) -> str:
+    """Why the database at ``path`` cannot be used ("" when it is sound): SQLite's quick check, which
+    finds truncated files and broken pages without reading every row's values."""
+    try:
+        conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+        try:
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        return str(e)
+    return "" if problems == ["ok"] else "; ".join(problems)
+
+
 class SpecDB:
     """One SQLite spectrogram database; use as a context manager."""
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from hawk import activity
 from hawk.audio import AudioError, duration, is_audio_file, iter_mono
-from hawk.db import SpecDB
+from hawk.db import SpecDB, damage
+from hawk.fsutil import exclusive_lock
 from hawk.manifest import read_manifest
 from hawk.progress import progress
 from hawk.reports import write_skip_report
@@ -45,6 +46,7 @@ class ExtractResult:
     added_spectrograms: int = 0
     removed_recordings: int = 0
     kept_recordings: int = 0
+    blank_segments: int = 0  # segments with nothing above 16-bit noise, not stored (hawk/activity.py)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -65,21 +67,25 @@ def extract_recording(path: str, settings: SpecSettings, sink: Callable[[float, 
                     peak = max(peak, float(np.abs(b).max()))
                 yield b
 
-        n = 0
-        meter = activity.ActivityMeter(settings.spec_height)
+        n = blank = 0
+        meter = activity.ActivityMeter(activity.noise_floor(settings))
         for offset, mag in SpectrogramMaker(settings).segments(tracked(), raw=True):
-            meter.add(offset, mag)
-            sink(offset, encode(normalise(mag), settings.compress_level))
-            n += 1
+            if meter.add(offset, mag):
+                sink(offset, encode(normalise(mag), settings.compress_level))
+                n += 1
+            else:
+                blank += 1
         seconds = samples / settings.sample_rate
         if samples == 0:
             return {"error": "no audio samples (empty or corrupt file)"}
         if peak < SILENCE:
             return {"error": f"silent (peak amplitude {peak:.1e})"}
+        if n == 0 and blank:
+            return {"error": f"silent (none of its {blank} segments rises above 16-bit noise)"}
         if n == 0:
             return {"error": f"too short ({seconds:.2f} s < segment length {settings.segment_len} s)"}
-        return {"n": n, "seconds": seconds, "sample_rate": info.sample_rate, "channels": info.channels,
-                "activity": meter.activity()}
+        return {"n": n, "blank": blank, "seconds": seconds, "sample_rate": info.sample_rate,
+                "channels": info.channels, "activity": meter.activity()}
     except AudioError as e:
         return {"error": e.reason}
     except Exception as e:  # a bad recording must never stop the stage
@@ -111,10 +117,10 @@ def read_spill(spill: Path) -> Iterator[tuple[float, bytes]]:
 
 
 def _init_worker(parent_pid: int) -> None:
+    die_with_parent(parent_pid)  # first: importing torch takes seconds on a busy machine
     import torch
 
     torch.set_num_threads(1)  # one process per core does better than threads inside each
-    die_with_parent(parent_pid)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -150,13 +156,24 @@ def extract_class(
     :class:`hawk.ray_engine.RayEngine`) spreads the recordings over a Ray cluster instead; either way
     only this process writes the database. A database made with other spectrogram settings, or whose
     activity was measured another way (or not at all: made by an older hawk), is rebuilt from scratch,
-    since its contents would no longer match.
+    since its contents would no longer match; so is a damaged one (it is derived data). A second
+    extract of the same database at once fails with one line (:class:`hawk.fsutil.LockedError`).
     """
+    db_path = Path(db_path)
+    with exclusive_lock(db_path.parent / f".{db_path.name}.extract-lock", f"the class database {db_path}"):
+        return _extract_class(Path(rec_dir), db_path, report_path, name, code, settings, workers, category,
+                              show_progress, engine)
+
+
+def _extract_class(rec_dir: Path, db_path: Path, report_path: str | Path, name: str, code: str,
+                   settings: SpecSettings, workers: int, category: str, show_progress: bool,
+                   engine: Any) -> ExtractResult:
     start = time.perf_counter()
-    rec_dir, db_path = Path(rec_dir), Path(db_path)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
     result = ExtractResult()
     identity = settings.identity()
+    if db_path.exists() and (why := damage(db_path)):
+        log.warning("%s is damaged (%s); rebuilding it from the recordings", db_path, why)
+        db_path.unlink()
     if db_path.exists():
         with SpecDB(db_path) as db:
             stale = [what for key, want, what in (("spec_settings", identity, "spectrogram settings"),
@@ -212,6 +229,7 @@ def extract_class(
                     result.added_spectrograms += db.insert_spectrograms(rec, rows, today)
                     db.set_activity(rec, out["activity"])
                 result.added_recordings += 1
+                result.blank_segments += out["blank"]
             if spill:
                 spill.unlink(missing_ok=True)
     spill_dir.rmdir()

@@ -1,7 +1,8 @@
-"""Small file-system helpers: atomic writes and safe file names."""
+"""Small file-system helpers: atomic writes, exclusive locks and safe file names."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from hawk.errors import HawkError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _UMASK = os.umask(0)
@@ -33,6 +36,34 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class LockedError(HawkError):
+    """Another process holds the lock: two writers of one file would corrupt it."""
+
+
+@contextmanager
+def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` for the block, or raise :class:`LockedError` at once.
+
+    The kernel releases the lock when its holder dies, however it dies, so a killed run never leaves
+    a stale lock behind. The file itself stays (removing it would let a third process lock a new file
+    while a second still waits on the old one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise LockedError(f"{what} is in use by another process (pid {holder}); wait for it to finish "
+                              "and run again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -26,7 +26,8 @@ def main() -> None:
                             db_dir / f"{spec.code}.report.csv", spec.name, spec.code, settings,
                             workers=int(cfg.extract.workers), category=str(cfg.extract.category),
                             show_progress=bool(cfg.extract.progress), engine=eng)
-    print(f"{spec.code}: +{res.added_recordings} recordings (+{res.added_spectrograms} spectrograms), "
+    print(f"{spec.code}: +{res.added_recordings} recordings (+{res.added_spectrograms} spectrograms"
+          f"{f', {res.blank_segments} blank segments left out' if res.blank_segments else ''}), "
           f"{res.kept_recordings} unchanged, {res.removed_recordings} removed, {len(res.skipped)} skipped "
           f"in {res.seconds:.1f} s")
 

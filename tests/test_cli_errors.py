@@ -3,12 +3,12 @@ HAWK_DEBUG=1 shows the traceback instead. Real stage processes in a throwaway pr
 
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 import yaml
 
+from tests import procs
 from tests.conftest import ROOT
 from tests.fakeapi import KEY, FakeAPI
 
@@ -27,8 +27,7 @@ def project(tmp_path, classes=None, **sections):
 def stage(cwd, *args, **env):
     full = {k: v for k, v in os.environ.items() if k not in ("XC_API_KEY", "HAWK_DEBUG")}
     full.update(env)
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=full, capture_output=True, text=True,
-                          timeout=300)
+    return procs.run([sys.executable, "-m", *args], cwd=cwd, env=full)
 
 
 def one_error_line(r, *parts):

@@ -1,6 +1,5 @@
 """params.yaml must be exactly what conf/ composes to, and every entry point must explain itself."""
 
-import subprocess
 import sys
 
 import pytest
@@ -12,6 +11,7 @@ from hawk.classes import parse_classes
 from hawk.download.run import DownloadOptions
 from hawk.spectrogram import SpecSettings
 from hawk.training.run import TrainSettings
+from tests import procs
 from tests.conftest import ROOT
 
 
@@ -44,21 +44,20 @@ def test_composed_config_is_valid():
 @pytest.mark.parametrize("stage", ["download", "extract", "plot", "testset", "classes", "compose", "embed", "dedup", "search",
                                    "select", "trainset", "curate", "reextract", "pickle", "train", "infer", "test"])
 def test_entry_points_have_help(stage):
-    out = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--help"], cwd=ROOT, capture_output=True, text=True)
+    out = procs.run([sys.executable, "-m", f"stages.{stage}", "--help"], cwd=ROOT)
     assert out.returncode == 0 and "usage:" in out.stdout and len(out.stdout) > 200
 
 
 def test_overrides_by_hand(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "stages.extract", "--code", "RIWH", "--cfg", "audio.offset=3"],
-                         cwd=ROOT, capture_output=True, text=True)
+    out = procs.run([sys.executable, "-m", "stages.extract", "--code", "RIWH", "--cfg", "audio.offset=3"],
+                         cwd=ROOT)
     assert out.returncode == 0 and "offset: 3" in out.stdout
 
 
 def test_classes_import_prints_config(tmp_path):
     txt = tmp_path / "classes.txt"
     txt.write_text("# Birds\nAmerican Robin,AMRO\nNoise,Noise\n")
-    out = subprocess.run([sys.executable, "-m", "stages.classes", "import", str(txt)], cwd=ROOT,
-                         capture_output=True, text=True)
+    out = procs.run([sys.executable, "-m", "stages.classes", "import", str(txt)], cwd=ROOT)
     assert out.returncode == 0
     assert yaml.safe_load(out.stdout) == {"AMRO": {"name": "American Robin", "sources": []},
                                           "Noise": {"name": "Noise", "sources": []}}

@@ -5,16 +5,17 @@ import os
 import re
 import shutil
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from hawk.embed.store import load_embeddings
+from tests import procs
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow
+# Slow on a busy machine (two queued experiments train twice): the timeout is for hangs only.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 CODES = ["RIWH", "FACH", "Noise"]  # a three-class demo keeps the test quick
 
 
@@ -22,7 +23,7 @@ def sh(repo: Path, *cmd: str) -> str:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
                GIT_COMMITTER_EMAIL="t@t")
-    out = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    out = procs.run(cmd, cwd=repo, env=env)
     assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}"
     return out.stdout + out.stderr
 

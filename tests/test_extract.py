@@ -12,6 +12,7 @@ from hawk.download.demo import make_demo_recordings
 from hawk.extract import extract_class
 from hawk.plot import plot_db
 from hawk.spectrogram import SpecSettings, decode
+from tests import procs
 
 
 @pytest.fixture
@@ -194,40 +195,43 @@ def _alive(pid):
 
 
 def test_workers_die_with_a_killed_parent(tmp_path):
-    """kill -9 of the stage must not leave its decoding workers running."""
+    """kill -9 of the stage must not leave its decoding workers running, even when it dies while they
+    are still starting. Each worker is given a named pipe nobody writes, so it blocks forever: only
+    the parent-death signal (or the worker's own check that its parent is gone) ends it, and the
+    bound below is one only a worker left orphaned can exceed."""
     import os
     import signal
-    import subprocess
     import sys
     import time
 
-    d = tmp_path / "RIWH"
-    d.mkdir()
-    for i in range(4):  # long enough that the workers are still busy when the parent dies
-        _float_wav(d / f"long{i}.wav", sr=32000, seconds=600)
-    script = (f"from hawk.extract import extract_class; from hawk.spectrogram import SpecSettings; "
-              f"extract_class({str(d)!r}, {str(tmp_path / 'x.db')!r}, {str(tmp_path / 'x.csv')!r}, 'R', 'RIWH', "
-              f"SpecSettings(), workers=2, show_progress=False)")
-    parent = subprocess.Popen([sys.executable, "-c", script])
-    workers: list[int] = []
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(workers) < 2:
-            time.sleep(0.2)
-            workers = [c for c in _children(parent.pid) if "spawn_main" in open(f"/proc/{c}/cmdline").read()]
-        assert len(workers) == 2, "workers never started"
-        time.sleep(1.0)
+    fifos = []
+    for i in range(4):
+        os.mkfifo(tmp_path / f"f{i}.wav")
+        fifos.append((str(tmp_path / f"f{i}.wav"), str(tmp_path / f"{i}.bin")))
+    script = (f"from hawk.extract import _run; from hawk.spectrogram import SpecSettings; "
+              f"list(_run([(a, SpecSettings(), b) for a, b in {fifos!r}], 2))")
+    with procs.popen([sys.executable, "-c", script]) as parent:
+        workers: list[int] = []
+        while len(workers) < 2:  # killed as soon as they exist: before or after their initializer
+            assert parent.poll() is None, "the parent ended on its own"
+            time.sleep(0.05)
+            workers = [c for c in _children(parent.pid) if "spawn_main" in _cmdline(c)]
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        deadline = time.monotonic() + 600
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(_alive(w) for w in workers), "orphaned workers are still running"
-    finally:
-        parent.kill()
-        for w in workers:
-            if _alive(w):
-                os.kill(w, signal.SIGKILL)
+        orphans = [w for w in workers if _alive(w)]
+        for w in orphans:
+            os.kill(w, signal.SIGKILL)
+        assert not orphans, "orphaned workers were still running"
+
+
+def _cmdline(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline").read()
+    except FileNotFoundError:
+        return ""
 
 
 def test_small_jobs_run_in_this_process(rec_dir, monkeypatch):
@@ -248,3 +252,80 @@ def test_small_jobs_run_in_this_process(rec_dir, monkeypatch):
     ex.extract_class(rec_dir, rec_dir.parent / "b.db", rec_dir.parent / "b.csv", "R", "RIWH", SpecSettings(),
                      workers=0, show_progress=False)
     assert pools == [0, 1]  # one per core for the big job, this process for the small one
+
+
+def test_a_second_writer_of_one_database_fails_in_one_line(rec_dir, tmp_path):
+    """Two extracts of one class at once would share its spill folder and corrupt its database: the
+    second is refused while the first holds the lock, and the database stays whole."""
+    from hawk.fsutil import LockedError, exclusive_lock
+
+    with exclusive_lock(tmp_path / ".RIWH.db.extract-lock", "held by this test"):
+        with pytest.raises(LockedError, match=r"RIWH\.db is in use by another process \(pid \d+\)"):
+            run(rec_dir, tmp_path, workers=1)
+        assert not (tmp_path / "RIWH.db").exists()  # refused before any work
+    done = run(rec_dir, tmp_path, workers=1)  # the lock is released with its holder
+    assert done.added_recordings == 4
+
+
+def test_two_extract_processes_at_once_corrupt_nothing(rec_dir, tmp_path):
+    """Two real processes on one class: one builds the database, the other ends with one line."""
+    import sys
+
+    script = ("import sys; from hawk.extract import extract_class; from hawk.spectrogram import SpecSettings; "
+              "from hawk.errors import HawkError\n"
+              "try:\n"
+              f"    r = extract_class({str(rec_dir)!r}, {str(tmp_path / 'RIWH.db')!r}, {str(tmp_path / 'r.csv')!r}, "
+              "'R', 'RIWH', SpecSettings(), workers=1, show_progress=False)\n"
+              "    print('added', r.added_spectrograms)\n"
+              "except HawkError as e:\n"
+              "    print('error:', e); sys.exit(2)\n")
+    with procs.popen([sys.executable, "-c", script], stdout=-1, text=True) as a, \
+            procs.popen([sys.executable, "-c", script], stdout=-1, text=True) as b:
+        outs = [p.communicate()[0] for p in (a, b)]
+    codes = sorted([a.returncode, b.returncode])
+    made = [o for o in outs if o.startswith("added")]
+    assert codes in ([0, 0], [0, 2]), outs
+    if codes == [0, 2]:
+        assert any("is in use by another process" in o for o in outs), outs
+    with SpecDB(tmp_path / "RIWH.db") as db:
+        n = db.count("Spectrogram")
+        assert [r.value for r in db.spectrograms()] and all(decode(r.value).shape == (192, 384) for r in db.spectrograms())
+    assert n == int(made[0].split()[1]), (n, outs)  # nothing doubled
+
+
+def test_a_damaged_database_is_rebuilt(rec_dir, tmp_path, caplog):
+    first = run(rec_dir, tmp_path, workers=1)
+    db = tmp_path / "RIWH.db"
+    db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        again = run(rec_dir, tmp_path, workers=1)
+    assert any("is damaged" in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
+    assert again.added_recordings == 4 and again.added_spectrograms == first.added_spectrograms
+    with SpecDB(db) as d:
+        assert d.count("Spectrogram") == first.added_spectrograms
+
+
+def test_near_silent_audio_stores_no_blank_spectrograms_and_reads_as_silence(tmp_path):
+    """A file silent but for one click stores only the click's segments (the rest would be all-zero
+    images); a file of digital zero with stray least-significant bits is silent, not 100 dB of 'call';
+    quiet noise reads as quiet noise, with no segment standing out."""
+    d = tmp_path / "RIWH"
+    d.mkdir()
+    sr = 32000
+    click = np.zeros(sr * 30, "float32")
+    click[sr * 10] = 0.5
+    sf.write(d / "click.wav", click, sr, subtype="PCM_16")
+    rng = np.random.default_rng(0)
+    sf.write(d / "lsb.flac", (rng.standard_normal(sr * 30) * 3e-6).astype("float32"), sr)  # mostly zero
+    sf.write(d / "quiet.flac", (rng.standard_normal(sr * 30) * 1e-4).astype("float32"), sr)
+    res = run(d, tmp_path, workers=1)
+    assert "silent" in report(tmp_path)["lsb.flac"]
+    assert res.added_recordings == 2 and res.blank_segments == 17
+    with SpecDB(tmp_path / "RIWH.db") as db:
+        rows = {}
+        for r in db.spectrograms():
+            rows.setdefault(r.filename, []).append(decode(r.value).max())
+        activity = db.activity()
+    assert len(rows["click.wav"]) == 2 and min(rows["click.wav"]) == 1.0  # no all-zero image stored
+    quiet = list(activity["quiet.flac"].values())
+    assert len(quiet) == 19 and max(quiet) < 15.0  # no edge segment reads as a call

@@ -3,11 +3,11 @@
 import importlib.metadata
 import os
 import shutil
-import subprocess
 import tomllib
 
 import pytest
 
+from tests import procs
 from tests.conftest import ROOT
 
 LOCK = tomllib.loads((ROOT / "uv.lock").read_text())
@@ -55,8 +55,7 @@ def lock_project(tmp_path):
 
 
 def _check(folder):
-    return subprocess.run(["make", "--no-print-directory", "check-lock"], cwd=folder, capture_output=True, text=True,
-                          timeout=300)
+    return procs.run(["make", "--no-print-directory", "check-lock"], cwd=folder)
 
 
 def test_check_lock_passes_when_lock_matches(lock_project):

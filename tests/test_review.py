@@ -5,7 +5,6 @@ import http.client
 import json
 import os
 import shutil
-import subprocess
 import sys
 import urllib.request
 
@@ -18,6 +17,7 @@ from hawk.plot import plot_db
 from hawk.review import DroppedFolder, ImageFolder, ReviewServer
 from hawk.review.folder import ReviewError
 from hawk.spectrogram import SpecSettings
+from tests import procs
 from tests.conftest import ROOT
 
 ARTIFACTS = ROOT / "outputs" / "test-artifacts"
@@ -59,7 +59,7 @@ def server(project, curation):
 
 def _get(server, path):
     host, port = server.httpd.server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn = http.client.HTTPConnection(host, port)
     conn.request("GET", path)  # sent as written: no client-side clean-up of '..'
     r = conn.getresponse()
     return r.status, r.read()
@@ -158,8 +158,7 @@ def test_curate_with_the_keyboard_in_a_browser(browser, server, curation, projec
     with page.expect_response(lambda r: "/api/clip" in r.url) as resp:
         page.keyboard.press(" ")
     assert resp.value.status == 200 and resp.value.headers["content-type"] == "audio/wav"
-    page.wait_for_function("() => { const a = document.getElementById('player'); return a.currentTime > 0 || a.ended; }",
-                           timeout=10000)
+    page.wait_for_function("() => { const a = document.getElementById('player'); return a.currentTime > 0 || a.ended; }")
     # reject three with the keyboard, undo one
     for _ in range(3):
         page.keyboard.press("x")
@@ -181,12 +180,11 @@ def test_curate_with_the_keyboard_in_a_browser(browser, server, curation, projec
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
     page.keyboard.press("x")  # rejected in the first tab ...
-    other.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 3", timeout=10000)
+    other.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 3")
     page.keyboard.press("u")  # ... and undone: the second tab follows
-    other.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 2", timeout=10000)
+    other.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 2")
     # select trains on the kept images only
-    r = subprocess.run([sys.executable, "-m", "stages.select", "--code", "RIWH"], cwd=project, capture_output=True,
-                       text=True, timeout=300)
+    r = procs.run([sys.executable, "-m", "stages.select", "--code", "RIWH"], cwd=project)
     assert r.returncode == 0, r.stderr
     import sqlite3
 

@@ -4,7 +4,6 @@ checkpoints, MLflow and TensorBoard, determinism, transfer learning, DDP on two 
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from hawk.specset import SpecSet, SpecSetError, build_specset
 from hawk.spectrogram import decode
 from hawk.training.data import SpecDataset, make_splits
 from hawk.training.run import Tracking, TrainerSettings, TrainSettings, train, write_outputs
+from tests import procs
 from tests.conftest import DEMO_CLASSES, ROOT
 
 CLASSES = [(name, code) for name, code, _ in DEMO_CLASSES]
@@ -196,8 +196,7 @@ def test_ddp_on_two_cpu_processes(specset, tmp_path):
     params["tracking"]["mlflow_uri"] = "sqlite:///mlflow.db"
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-m", "stages.train"], cwd=project, env=env, capture_output=True,
-                         text=True, timeout=600)
+    out = procs.run([sys.executable, "-m", "stages.train"], cwd=project, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "distributed_backend=gloo" in out.stderr and "All distributed processes registered" in out.stderr
     assert [p.name for p in (project / "ckpt").iterdir()] == ["custom_hgnet_1-avg1.ckpt"]  # the default: averaged

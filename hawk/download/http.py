@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,13 +64,18 @@ class RateLimiter:
         self.min_interval = min_interval
         self.clock, self.sleep = clock, sleep
         self._last: float | None = None
+        self.turns = 0  # requests let through so far
+        self.recent: deque[float] = deque(maxlen=64)  # when the latest were let through (clock time)
 
     def wait_turn(self) -> None:
         if self._last is not None:
             gap = self.min_interval - (self.clock() - self._last)
-            if gap > 0:
+            while gap > 0:  # sleep may return early (a signal); the spacing is a promise to the service
                 self.sleep(gap)
+                gap = self.min_interval - (self.clock() - self._last)
         self._last = self.clock()
+        self.turns += 1
+        self.recent.append(self._last)
 
 
 class PoliteSession:

@@ -89,9 +89,12 @@ class DownloadResult:
 
 def download_class(
     spec: ClassSpec, out_dir: str | Path, opts: DownloadOptions, env: dict[str, str] | None = None,
-    show_progress: bool = True,
+    show_progress: bool = True, sessions: dict[str, PoliteSession] | None = None,
 ) -> DownloadResult:
     """Bring ``out_dir`` up to ``spec.max_recordings`` (or ``opts.max_per_class``) recordings.
+
+    ``sessions`` maps a service (a source kind) to the session that talks to it; pass the same dict
+    to several calls so their requests share each service's rate limit. Missing ones are made here.
 
     Each source is listed in full first (so the progress bar counts real candidates), then fetched.
     Raises :class:`DownloadError` at the end when a listing failed or listed nothing; the manifest and
@@ -110,7 +113,7 @@ def download_class(
         )
     today = time.strftime("%Y-%m-%d")
     names = _Names(manifest)
-    sessions: dict[str, PoliteSession] = {}  # one per service: listing and files share its limiter
+    sessions = {} if sessions is None else sessions  # one per service: listing and files share its limiter
     failures: list[str] = []
     fetched_ids: set[str] = set()
     try:
