@@ -37,6 +37,17 @@ class AudioInfo:
     duration: float  # seconds, as the container reports it (0 when unknown)
 
 
+def not_audio(content_type: str, head: bytes) -> str:
+    """Why a downloaded body is not a recording ("" when it may be one): a server that answers a file
+    URL with a web page (a login, a maintenance notice, an error) often says 200."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind.startswith("text/") or kind in ("application/json", "application/xml", "application/xhtml+xml"):
+        return f"served {kind}, not audio"
+    if head.lstrip()[:1] in (b"<", b"{"):
+        return "served a web page or JSON, not audio"
+    return ""
+
+
 def is_audio_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
 

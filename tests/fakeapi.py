@@ -2,7 +2,7 @@
 
 It serves the documented JSON shapes (tests/data/*.json) with paging, and audio bytes of real files.
 Faults are scripted per path: a list of actions consumed one per request (an HTTP status, "timeout",
-"badjson", "truncate"), after which the path behaves normally.
+"badjson", "truncate", "html", "drop"), after which the path behaves normally.
 """
 
 from __future__ import annotations
@@ -89,6 +89,12 @@ class FakeAPI:
                         if action == "timeout":
                             time.sleep(1.5)
                             return self._send(200, b"{}")
+                        if action == "html":  # an error page served as if it were the file
+                            return self._send(200, b"<!DOCTYPE html><html><body>Maintenance</body></html>",
+                                              "text/html; charset=utf-8")
+                        if action == "drop":  # the server went away: the connection closes unanswered
+                            self.close_connection = True
+                            return
                         if action == "badjson":
                             return self._send(200, b"{not json", "application/json")
                         if action == "truncate":

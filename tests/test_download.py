@@ -84,9 +84,67 @@ def test_cap_per_class(api, tmp_path):
 
 
 def test_one_bad_file_does_not_stop_the_rest(api, tmp_path):
-    api.faults["/audio/xc555002.flac"] = [500] * 10
+    """A final answer (404) is the record's own: a report row, and the stage succeeds."""
+    api.faults["/audio/xc555002.flac"] = [404]
     res = download_class(spec(), tmp_path / "A", opts(api), env=ENV, show_progress=False)
-    assert "download failed" in dict(res.skipped)["XC555002"] and res.fetched == 4
+    assert "HTTP 404" in dict(res.skipped)["XC555002"] and res.fetched == 4
+
+
+def test_files_that_fail_for_a_passing_reason_fail_the_stage_and_resume(api, tmp_path):
+    """The listing worked but the server went away for some files (connections dropped, 5xx after
+    every retry): the run must not pass for done. What arrived is kept; a rerun fetches the rest."""
+    for f in ("n263200.wav", "n263201.mp3"):
+        api.faults[f"/audio/{f}"] = ["drop"] * 10
+    api.faults["/audio/xc555002.flac"] = [503] * 10
+    out = tmp_path / "A"
+    with pytest.raises(DownloadError) as e:
+        download_class(spec(), out, opts(api), env=ENV, show_progress=False)
+    msg = str(e.value)
+    assert "2 listed recording(s) could not be fetched" in msg and "1 listed recording(s)" in msg, msg
+    assert "recordings in" in msg and "run again to resume" in msg
+    assert sorted(p.name for p in out.glob("[NX]*")) == ["N263113.m4a", "XC1072882.mp3"]
+    assert {"N263200", "N263201", "XC555002"} <= _report_ids(out)
+    api.faults.clear()
+    before = len(api.requests_to("/audio/"))
+    res = download_class(spec(), out, opts(api), env=ENV, show_progress=False)
+    assert res.fetched == 3 and res.already_there == 2
+    assert len(api.requests_to("/audio/")) - before == 3  # only what was missing
+    assert not {"N263200", "N263201", "XC555002"} & _report_ids(out)  # resolved rows leave the report
+
+
+def test_a_dead_service_is_given_up_after_a_few_files(api, tmp_path):
+    """Every file dropped: after GIVE_UP_AFTER in a row the source stops instead of retrying each."""
+    from hawk.download.run import GIVE_UP_AFTER
+
+    _more_observations(api, 6)
+    for path in list(api.audio):
+        if path.startswith("n"):
+            api.faults[f"/audio/{path}"] = ["drop"] * 10
+    with pytest.raises(DownloadError, match=f"stopped after {GIVE_UP_AFTER} in a row"):
+        download_class(inat_spec(), tmp_path / "A", opts(api), env=ENV, show_progress=False)
+    assert len({p for p in api.requests_to("/audio/n")}) == GIVE_UP_AFTER
+
+
+def test_an_html_page_served_as_audio_is_reported_not_saved(api, tmp_path):
+    api.faults["/audio/xc555002.flac"] = ["html"]
+    out = tmp_path / "A"
+    res = download_class(spec(), out, opts(api), env=ENV, show_progress=False)
+    assert "served text/html, not audio" in dict(res.skipped)["XC555002"]
+    assert not (out / "XC555002.flac").exists() and res.fetched == 4
+    assert "XC555002" in _report_ids(out)
+
+
+def test_a_part_file_left_by_a_killed_download_is_removed(api, tmp_path):
+    out = tmp_path / "A"
+    out.mkdir()
+    (out / ".XC1072882.mp3.k3j2h1.part").write_bytes(b"half a file")
+    download_class(spec(), out, opts(api), env=ENV, show_progress=False)
+    assert not list(out.glob(".*part")) and (out / "XC1072882.mp3").exists()
+
+
+def _report_ids(out):
+    with open(out / "download_report.csv") as f:
+        return {r["file"] for r in csv.DictReader(f)}
 
 
 def test_bad_key_is_a_clear_error_without_the_key(api, tmp_path):
@@ -227,7 +285,7 @@ def test_a_source_that_lists_nothing_is_an_error(api, tmp_path, source):
 
 
 def test_report_is_kept_across_runs_and_summary_counts_the_folder(api, tmp_path):
-    api.faults["/audio/xc555002.flac"] = [500] * 10
+    api.faults["/audio/xc555002.flac"] = [404]  # a final answer: a report row, not a failed stage
     out = tmp_path / "A"
     download_class(spec(), out, opts(api), env=ENV, show_progress=False)
     rows = {r["file"]: r for r in csv.DictReader(open(out / "download_report.csv"))}

@@ -7,6 +7,7 @@ other 4xx are final. API keys never appear in logs or error messages (:func:`red
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -138,14 +139,22 @@ class PoliteSession:
         except ValueError as e:
             raise FetchError(resp.url, f"malformed JSON ({e})") from e
 
-    def download(self, url: str, dest: Path, chunk: int = 1 << 16) -> int:
-        """Fetch ``url`` to ``dest`` (temp file + rename); returns the byte count."""
+    def download(self, url: str, dest: Path, chunk: int = 1 << 16,
+                 check: Callable[[str, bytes], str] | None = None) -> int:
+        """Fetch ``url`` to ``dest`` (temp file + rename); returns the byte count. ``check(content type,
+        first bytes)`` returns why the body is not what was asked for ("" when it is): then nothing is
+        written and a final :class:`FetchError` is raised (an error page served with status 200)."""
         for attempt in range(self.retries + 1):
             resp = self.request(url, stream=True)
             size = 0
             try:
+                parts = resp.iter_content(chunk)
+                first = next(parts, b"")
+                why = check(resp.headers.get("Content-Type", ""), first) if check else ""
+                if why:
+                    raise FetchError(url, why, resp.status_code)
                 with atomic_open(dest, "wb") as f:
-                    for part in resp.iter_content(chunk):
+                    for part in itertools.chain([first], parts):
                         f.write(part)
                         size += len(part)
                 expected = resp.headers.get("Content-Length")

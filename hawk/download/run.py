@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hawk.audio import is_audio_file
+from hawk.audio import is_audio_file, not_audio
 from hawk.classes import ClassSpec, Source
 from hawk.download import demo, sources
-from hawk.download.http import AuthError, FetchError, PoliteSession
+from hawk.download.http import RETRY_STATUS, AuthError, FetchError, PoliteSession
 from hawk.errors import HawkError
 from hawk.fsutil import atomic_open, safe_name
 from hawk.manifest import read_manifest, write_manifest
@@ -70,6 +70,16 @@ class DownloadOptions:
         return PoliteSession(self.min_interval, self.retries, self.backoff, self.timeout)
 
 
+# A service that fails this many file downloads in a row (after each one's retries) is taken to be down.
+GIVE_UP_AFTER = 3
+
+
+def is_transient(e: Exception) -> bool:
+    """A failure a later run may not meet: no answer (refused, reset, timed out) or a 429/5xx after
+    every retry. A final answer (404, 410...) or a file that is not audio is the record's own."""
+    return isinstance(e, FetchError) and (e.status is None or e.status in RETRY_STATUS)
+
+
 class DownloadError(HawkError):
     """A class's download that did not finish (a listing that failed, a source that listed nothing).
     What did arrive is kept; a rerun resumes."""
@@ -97,11 +107,15 @@ def download_class(
     to several calls so their requests share each service's rate limit. Missing ones are made here.
 
     Each source is listed in full first (so the progress bar counts real candidates), then fetched.
-    Raises :class:`DownloadError` at the end when a listing failed or listed nothing; the manifest and
-    report are written first, so nothing that arrived is lost."""
+    Raises :class:`DownloadError` at the end when a listing failed or listed nothing, or when files
+    it listed could not be fetched for a reason that may pass (:func:`is_transient`); the manifest and
+    report are written first, so nothing that arrived is lost and a rerun fetches only what is missing."""
     env = dict(os.environ if env is None else env)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for part in out.glob(".*.part"):  # a download killed mid-file left it; never a recording
+        log.info("%s: removing %s, left by an interrupted download", spec.code, part.name)
+        part.unlink()
     cap = spec.max_recordings if spec.max_recordings is not None else opts.max_per_class
     manifest_path = out / "manifest.csv"
     manifest = read_manifest(manifest_path) if manifest_path.exists() else {}
@@ -134,6 +148,8 @@ def download_class(
                 failures.append(f"{_label(source)} lists no recordings (check it for a typo, "
                                 "or set download.allow_empty=true)")
             candidates = [r for r in listed if isinstance(r, sources.Record)]
+            unfetched: list[str] = []  # listed, but not fetched for a reason a later run may not meet
+            in_a_row = 0
             bar = progress_bar(min(len(candidates), cap - result.total), f"download {spec.code} ({source.kind})",
                                show_progress)
             for rec in listed:
@@ -157,13 +173,23 @@ def download_class(
                         result.skipped.append((rec.id, f"download failed: {e}"))
                         log.warning("%s: %s", spec.code, e)
                         bar.update()
+                        if is_transient(e):
+                            unfetched.append(rec.id)
+                            in_a_row += 1
+                            if in_a_row == GIVE_UP_AFTER:
+                                break
                         continue
                     result.fetched += 1
                     fetched_ids.add(rec.id)
+                    in_a_row = 0
                 manifest[name] = _row(rec, name, manifest.get(name, {}).get("downloaded") or today)
                 write_manifest(manifest_path, manifest.values())
                 bar.update()
             bar.close()
+            if unfetched:
+                stopped = f", stopped after {GIVE_UP_AFTER} in a row" if in_a_row == GIVE_UP_AFTER else ""
+                failures.append(f"{_label(source)}: {len(unfetched)} listed recording(s) could not be fetched "
+                                f"for a reason that may pass (first: {unfetched[0]}{stopped}; see download_report.csv)")
     finally:
         write_manifest(manifest_path, manifest.values())
         if any(s.kind == "inat" for s in spec.sources):
@@ -257,7 +283,7 @@ def _origin(source: str, rid: str, url: str) -> tuple[str, str]:
 
 def _fetch(rec: sources.Record, dest: Path, source: Source, session: PoliteSession) -> None:
     if rec.source != "local":
-        session.download(rec.url, dest)
+        session.download(rec.url, dest, check=not_audio)
         return
     mode = source.get("mode", "copy")
     if mode == "symlink":
