@@ -18,6 +18,7 @@ from hawk.fsutil import atomic_open
 
 NOISE = "Noise"
 OTHER = "Other"
+_CLASS_KEYS = {"name", "sources", "max_recordings", "code"}
 SOURCE_KINDS = ("xeno_canto", "inat", "local", "demo")
 _CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # Which keys each source kind requires, and which it accepts on top.
@@ -92,6 +93,10 @@ def parse_classes(raw: Mapping[str, Any]) -> list[ClassSpec]:
             )
         if not isinstance(entry, Mapping):
             raise ClassConfigError(f"class {code!r}: expected a mapping with a 'name', got {entry!r}")
+        unknown = sorted(set(map(str, entry)) - _CLASS_KEYS)
+        if unknown:
+            raise ClassConfigError(f"class {code!r}: unknown key(s) {', '.join(unknown)}; a class takes "
+                                   f"{', '.join(sorted(_CLASS_KEYS))}")
         if entry.get("code") not in (None, code):
             raise ClassConfigError(f"class {code!r}: 'code' {entry.get('code')!r} differs from its key")
         name = str(entry.get("name") or "").strip()

@@ -28,6 +28,7 @@ from hawk.classes import ClassSpec, get_class, parse_classes
 from hawk.embed import Embedder, create_embedder
 from hawk.errors import HawkError
 from hawk.ray_engine import RayEngine, engine_from_config
+from hawk.schema import validate
 from hawk.spectrogram import SpecSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +107,7 @@ def load_config(args: argparse.Namespace) -> DictConfig:
         cfg = _compose_with_choices(project, choices, [o for o in overrides if o not in choices])
     else:
         cfg = compose_config(project, PARAMS, overrides)
+    validate(OmegaConf.to_container(cfg, resolve=True))
     if args.cfg:
         print(OmegaConf.to_yaml(cfg))
         sys.exit(0)
