@@ -48,7 +48,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         folder = build(root, args.n)
-        server = ReviewServer([folder], root, SpecSettings().sample_rate).start()
+        server = ReviewServer([folder], SpecSettings().sample_rate).start()
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium,
                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])

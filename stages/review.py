@@ -60,8 +60,9 @@ def main() -> None:
         raise HawkError(f"no curation folder in {curation}; run `python -m stages.curate --code CODE` "
                         "(search matches) or `python -m stages.plot --code CODE --out data/curation/CODE` first")
     s = spec_settings(cfg)
-    server = ReviewServer(folders, data, s.sample_rate, s.segment_len, port=args.port)
-    print(f"review: {', '.join(f.title for f in folders)} at {server.url} (Ctrl-C to stop)", flush=True)
+    server = ReviewServer(folders, s.sample_rate, s.segment_len, port=args.port)
+    print(f"review: {', '.join(f.title for f in folders)} at {server.url} (Ctrl-C to stop; the address "
+          "carries this session's token: other pages cannot drive the review)", flush=True)
     if not args.no_browser:
         webbrowser.open(server.url)
     try:

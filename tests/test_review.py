@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import sys
-import urllib.request
 
 import pytest
 import yaml
@@ -51,18 +50,35 @@ def curation(project, tmp_path):
 
 @pytest.fixture
 def server(project, curation):
-    s = ReviewServer([ImageFolder("RIWH", curation, project / "data/recordings/RIWH")], project / "data",
+    s = ReviewServer([ImageFolder("RIWH", curation, project / "data/recordings/RIWH")],
                      SpecSettings().sample_rate).start()
     yield s
     s.stop()
 
 
-def _get(server, path):
+def _request(server, method, path, body=None, token=True, **headers):
+    """One raw request, sent as written (no client-side clean-up of '..'): (status, headers, body)."""
     host, port = server.httpd.server_address[:2]
     conn = http.client.HTTPConnection(host, port)
-    conn.request("GET", path)  # sent as written: no client-side clean-up of '..'
+    if token:
+        headers.setdefault("X-Hawk-Token", server.token)
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+        headers.setdefault("Content-Type", "application/json")
+    conn.request(method, path, body=body, headers=headers)
     r = conn.getresponse()
-    return r.status, r.read()
+    return r.status, dict(r.getheaders()), r.read()
+
+
+def _get(server, path, **kw):
+    status, _, body = _request(server, "GET", path, **kw)
+    return status, body
+
+
+def _move(server, f, name, to, **kw):
+    status, _, body = _request(server, "POST", "/api/move", {"f": f, "name": name, "to": to}, **kw)
+    assert status == 200, body
+    return json.loads(body)
 
 
 def test_moves_are_atomic_idempotent_and_undoable(curation, project):
@@ -82,21 +98,112 @@ def test_moves_are_atomic_idempotent_and_undoable(curation, project):
         ro.move(first, "rejected")
 
 
-def test_server_serves_only_files_inside_the_data_folder(server, project, curation, tmp_path):
+def test_server_serves_only_the_images_it_lists(server, project, curation, tmp_path):
     name = sorted(p.name for p in curation.glob("*.jpeg"))[0]
-    status, body = _get(server, f"/files/curation/RIWH/{name}")
+    status, body = _get(server, f"/api/image?f=RIWH&name={name}")
     assert status == 200 and body[:2] == b"\xff\xd8"  # a JPEG
     secret = tmp_path / "secret.txt"
     secret.write_text("private")
-    (project / "data/escape").unlink(missing_ok=True)
-    (project / "data/escape").symlink_to(tmp_path)  # a symlink leading out of the tree
-    for path in ["/files/../params.yaml", "/files/curation/../../params.yaml", "/files/%2E%2E/params.yaml",
-                 "/files/curation/RIWH/..%2F..%2F..%2Fparams.yaml", f"/files/{secret}", f"/files//{secret}",
-                 "/files/escape/secret.txt", "/files/curation\\..\\..\\params.yaml"]:
-        status, body = _get(server, path)
-        assert status == 403, (path, status)
-        assert b"private" not in body and b"classes" not in body
-    assert _get(server, "/static/../server.py")[0] == 404
+    (curation / "escape-1.50.jpeg").symlink_to(secret)  # a link named like an image, leading out
+    (curation / "README.txt").write_text("notes")
+    try:
+        for path in ["/files/curation/RIWH/" + name, "/files/db/RIWH.db", "/api/image?f=RIWH&name=../params.yaml",
+                     "/api/image?f=RIWH&name=escape-1.50.jpeg", "/api/image?f=RIWH&name=README.txt",
+                     "/api/image?f=RIWH&name=%2E%2E%2Fparams.yaml", f"/api/image?f=RIWH&name={secret}",
+                     "/api/image?f=RIWH&name=..%5C..%5Cparams.yaml", "/api/image?f=RIWH&name=x%00.jpeg"]:
+            status, body = _get(server, path)
+            assert status in (403, 404), (path, status)
+            assert b"private" not in body and b"classes" not in body
+        assert _get(server, "/static/../server.py")[0] == 404
+        # the listing skips the link (it used to break the whole state) and every other non-image
+        names = [i["name"] for i in json.loads(_get(server, "/api/state?f=RIWH")[1])["items"]]
+        assert name in names and "escape-1.50.jpeg" not in names and "README.txt" not in names
+    finally:
+        (curation / "escape-1.50.jpeg").unlink()
+        (curation / "README.txt").unlink()
+
+
+def test_every_reply_carries_the_security_headers(server):
+    for path in ("/", "/static/review.js", "/api/state?f=RIWH", "/nope"):
+        _, headers, _ = _request(server, "GET", path)
+        assert headers["X-Content-Type-Options"] == "nosniff" and headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], path
+
+
+def test_the_printed_address_sets_the_token_cookie(server):
+    status, headers, _ = _request(server, "GET", f"/?token={server.token}&f=RIWH", token=False)
+    assert status == 303 and headers["Location"] == "/?f=RIWH"
+    cookie = headers["Set-Cookie"]
+    assert cookie.startswith(f"{server.cookie_name}={server.token};") and "SameSite=Strict" in cookie
+    assert "HttpOnly" in cookie
+    assert _get(server, "/api/state?f=RIWH", token=False, Cookie=f"{server.cookie_name}={server.token}")[0] == 200
+    assert _request(server, "GET", "/?token=wrong", token=False)[0] == 403
+    assert _get(server, "/", token=False)[0] == 403
+
+
+def test_other_pages_cannot_drive_or_read_the_review(server, curation, caplog):
+    """Each attack of a page from elsewhere (or a rebound host name) fails with a 4xx, moves nothing,
+    and is logged in one line."""
+    name = sorted(p.name for p in curation.glob("*.jpeg"))[0]
+    move = json.dumps({"f": "RIWH", "name": name, "to": "rejected"})
+    port = server.httpd.server_address[1]
+    attacks = [
+        # no token at all (what a cross-site page without the cookie sends)
+        dict(method="POST", path="/api/move", body=move, token=False, **{"Content-Type": "application/json"}),
+        # the token, but text/plain: what a no-cors fetch or a <form enctype="text/plain"> can send
+        dict(method="POST", path="/api/move", body=move, **{"Content-Type": "text/plain"}),
+        dict(method="POST", path="/api/move", body=move),  # no Content-Type
+        # a page of another origin (another localhost port carries the same-site cookie)
+        dict(method="POST", path="/api/move", body=move, Origin="http://evil.example",
+             **{"Content-Type": "application/json"}),
+        dict(method="POST", path="/api/move", body=move, Origin="http://localhost:1",
+             **{"Content-Type": "application/json"}),
+        dict(method="POST", path="/api/move", body=move, **{"Sec-Fetch-Site": "same-site",
+                                                             "Content-Type": "application/json"}),
+        # DNS rebinding: the attacker's name resolving to 127.0.0.1
+        dict(method="POST", path="/api/move", body=move, Host=f"attacker.example:{port}",
+             **{"Content-Type": "application/json"}),
+        dict(method="GET", path="/api/state?f=RIWH", Host=f"attacker.example:{port}"),
+        dict(method="GET", path=f"/api/image?f=RIWH&name={name}", Host=f"attacker.example:{port}"),
+        dict(method="GET", path="/api/state?f=RIWH", token=False),
+        dict(method="GET", path=f"/api/clip?f=RIWH&name={name}", token=False),
+    ]
+    with caplog.at_level("WARNING", logger="hawk.review.server"):
+        for a in attacks:
+            a = dict(a)
+            status, _, _ = _request(server, a.pop("method"), a.pop("path"), a.pop("body", None), a.pop("token", True),
+                                    **a)
+            assert 400 <= status < 500, a
+    assert (curation / name).exists() and not (curation / "rejected").exists()
+    assert len([r for r in caplog.records if "refused" in r.getMessage()]) == len(attacks)
+
+
+def test_a_move_takes_only_an_image_the_page_lists_and_bad_bodies_get_a_4xx(server, curation):
+    (curation / "restored").mkdir(exist_ok=True)
+    (curation / "README.txt").write_text("notes")
+    try:
+        for body in ([], None, "x", {"f": "RIWH"}, {"f": "RIWH", "name": 3, "to": "rejected"},
+                     {"f": "RIWH", "name": "", "to": "rejected"}, {"f": "RIWH", "name": "a" * 300, "to": "rejected"},
+                     {"f": "RIWH", "name": "restored", "to": "rejected"},
+                     {"f": "RIWH", "name": "README.txt", "to": "rejected"},
+                     {"f": "nope", "name": "x-1.50.jpeg", "to": "rejected"}):
+            status, _, reply = _request(server, "POST", "/api/move", json.dumps(body),
+                                        **{"Content-Type": "application/json"})
+            assert 400 <= status < 500 and json.loads(reply)["error"], (body, status)
+        for raw in (b"{not json", b"\xff\xfe"):
+            assert _request(server, "POST", "/api/move", raw, **{"Content-Type": "application/json"})[0] == 400
+        assert (curation / "restored").is_dir() and (curation / "README.txt").exists()
+        assert not (curation / "rejected").exists()
+    finally:
+        (curation / "README.txt").unlink()
+
+
+def test_a_port_in_use_or_out_of_range_is_one_line(server):
+    from hawk.errors import HawkError
+
+    for port in (server.httpd.server_address[1], 70000):
+        with pytest.raises(HawkError, match="port"):
+            ReviewServer([], 32000, port=port)
 
 
 def test_clip_is_the_images_audio(server, curation):
@@ -195,17 +302,14 @@ def test_curate_with_the_keyboard_in_a_browser(browser, server, curation, projec
 
 
 def test_state_api_lists_kept_and_rejected(server, curation):
-    with urllib.request.urlopen(server.url + "api/state?f=RIWH") as r:
-        state = json.load(r)
+    state = json.loads(_get(server, "/api/state?f=RIWH")[1])
     name = state["items"][0]["name"]
-    req = urllib.request.Request(server.url + "api/move", data=json.dumps({"f": "RIWH", "name": name,
-                                                                            "to": "rejected"}).encode(), method="POST")
-    with urllib.request.urlopen(req) as r:
-        after = json.load(r)
+    after = _move(server, "RIWH", name, "rejected")
     assert after["rejected"] == 1 and after["kept"] == state["kept"] - 1
     item = next(i for i in after["items"] if i["name"] == name)
-    assert item["status"] == "rejected" and item["url"] == f"/files/curation/RIWH/rejected/{name}"
+    assert item["status"] == "rejected" and item["url"] == f"/api/image?f=RIWH&name={name}"
     assert (curation / "rejected" / name).exists()
+    assert _get(server, item["url"])[0] == 200  # a rejected image is still shown
 
 
 @pytest.fixture
@@ -216,7 +320,7 @@ def dropped(project, curation):
     plot_db(project / "data/db/RIWH.db", folder, SpecSettings(), num=3)
     server = ReviewServer([DroppedFolder("RIWH-dropped", folder, curation / "restored",
                                          project / "data/recordings/RIWH")],
-                          project / "data", SpecSettings().sample_rate).start()
+                          SpecSettings().sample_rate).start()
     yield folder, curation / "restored", server
     server.stop()
 
@@ -225,18 +329,14 @@ def test_dropped_images_are_restored_into_the_persons_folder(dropped):
     """Restoring copies the image into data/curation/<CODE>/restored/, which select keeps; dropping it
     again deletes that copy only; the pipeline's folder is never written."""
     folder, restored, server = dropped
-    with urllib.request.urlopen(server.url + "api/state?f=RIWH-dropped") as r:
-        state = json.load(r)
+    state = json.loads(_get(server, "/api/state?f=RIWH-dropped")[1])
     assert state["labels"] == {"kept": "restored", "rejected": "dropped"}
     assert (state["kept"], state["rejected"]) == (0, 3)
     name = state["items"][0]["name"]
-    assert state["items"][0]["url"] == f"/files/dropped/RIWH/{name}"
+    assert state["items"][0]["url"] == f"/api/image?f=RIWH-dropped&name={name}"
     before = (folder / name).read_bytes()
     for to, n in (("kept", 1), ("kept", 1), ("rejected", 0), ("kept", 1)):
-        req = urllib.request.Request(server.url + "api/move", method="POST", data=json.dumps(
-            {"f": "RIWH-dropped", "name": name, "to": to}).encode())
-        with urllib.request.urlopen(req) as r:
-            assert json.load(r)["kept"] == n
+        assert _move(server, "RIWH-dropped", name, to)["kept"] == n
         assert (restored / name).exists() == (n == 1)
     assert (restored / name).read_bytes() == before and (folder / name).read_bytes() == before
     assert sorted(p.name for p in restored.iterdir()) == [name]  # no temp files left
@@ -246,7 +346,7 @@ def test_dropped_images_are_restored_into_the_persons_folder(dropped):
 def test_restore_a_dropped_image_in_a_browser(browser, dropped):
     folder, restored, server = dropped
     page = browser.new_page()
-    page.goto(server.url + "?f=RIWH-dropped")
+    page.goto(server.url + "&f=RIWH-dropped")
     page.wait_for_selector(".card")
     assert _counts(page) == "restored 0 · dropped 3"
     first = page.locator(".card").first.get_attribute("data-name")

@@ -28,7 +28,7 @@ class ReviewError(HawkError):
 def _images(folder: Path) -> Iterator[tuple[str, ImageName]]:
     """(file name, what it says) of every spectrogram image in ``folder``; other files are ignored."""
     for p in folder.iterdir() if folder.is_dir() else []:
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.is_symlink():  # a link may lead out
             try:
                 yield p.name, image_info(p.name)
             except CurationError:
@@ -88,6 +88,8 @@ class ImageFolder:
         _check_move(name, to)
         where = {"kept": self.path / name, REJECTED: self.path / REJECTED / name}
         with self._lock:
+            if name not in {i.name for i in self.items()}:  # only an image the page lists, never a folder
+                raise ReviewError(f"{name}: no such image in {self.path}")
             if not where[to].exists():
                 src = where[REJECTED if to == "kept" else "kept"]
                 if not src.exists():
@@ -131,7 +133,7 @@ class DroppedFolder(ImageFolder):
         _check_move(name, to)
         src, copy = self.path / name, self.restored / name
         with self._lock:
-            if not src.is_file():
+            if name not in {i.name for i in self.items()}:
                 raise ReviewError(f"{name}: no such image in {self.path}")
             if to == "kept" and not copy.exists():
                 self.restored.mkdir(parents=True, exist_ok=True)
