@@ -356,3 +356,58 @@ def test_restore_a_dropped_image_in_a_browser(browser, dropped):
     page.keyboard.press("u")
     page.wait_for_function("() => document.querySelectorAll('.card.kept').length === 0")
     assert not (restored / first).exists() and len(list(folder.glob("*.jpeg"))) == 3
+
+
+def test_a_page_of_another_local_origin_cannot_move_files_in_chromium(browser, server, curation):
+    """The person has the review open (the cookie is set); a page served from another port of the same
+    host (same site, so the SameSite cookie goes along) tries a no-cors fetch, a text/plain form, and a
+    JSON fetch. Nothing moves."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    name = sorted(p.name for p in curation.glob("*.jpeg"))[0]
+    target = server.base + "api/move"
+    move = json.dumps({"f": "RIWH", "name": name, "to": "rejected"})
+    attack = f"""<!doctype html><body>
+<form id="f" method="POST" action="{target}" enctype="text/plain" target="sink">
+<input name='{move[:-2]}' value='"}}'></form><iframe name="sink"></iframe>
+<script>
+const body = {json.dumps(move)};
+Promise.allSettled([
+  fetch("{target}", {{method: "POST", mode: "no-cors", credentials: "include", body,
+                       headers: {{"Content-Type": "text/plain"}}}}),
+  fetch("{target}", {{method: "POST", credentials: "include", body,
+                       headers: {{"Content-Type": "application/json"}}}}),
+]).then(() => {{ document.getElementById("f").submit(); setTimeout(() => document.title = "done", 1500); }});
+</script></body>"""
+
+    class Evil(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = attack.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    evil = ThreadingHTTPServer(("127.0.0.1", 0), Evil)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(server.url)
+        page.wait_for_selector(".card")  # signed in: the cookie is in this browser
+        assert any(c["name"] == server.cookie_name for c in context.cookies())
+        seen = []
+        page.on("request", lambda r: seen.append(r.method) if r.url.startswith(target) else None)
+        page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+        page.wait_for_function("() => document.title === 'done'")
+        assert seen.count("POST") >= 2  # the attacks were really sent
+        assert (curation / name).exists() and not (curation / "rejected").exists()
+        context.close()
+    finally:
+        evil.shutdown()
+        evil.server_close()
