@@ -6,7 +6,9 @@ no outputs), declares the kit's classes as local sources and its soundscapes as 
 - per-sound, per-minute and per-recording macro AP on the annotated test soundscapes;
 - the wall time of every stage (summed over classes);
 - with unattended curation: how many spectrograms it dropped, and how many of those held a call of
-  their class (the kit knows where every call is).
+  their class (the kit knows where every call is); how well the model's out-of-fold scores and the
+  stored activity each tell windows with a call from empty ones (ROC-AUC), the share of kept windows
+  that hold no call, and the share of windows with a call that were lost.
 
     python benchmarks/quality.py [--work /tmp/hawk-quality] [--set select.activity.enabled=false ...]
                                  [--json results.json] [--recordings 7 --soundscapes 12]
@@ -98,21 +100,86 @@ def coarser(per_sound: Path, out: Path) -> tuple[Path, Path]:
     return pm, pr
 
 
-def dropped_calls(repo: Path, truth_csv: Path, segment: float = 3.0, min_overlap: float = 0.3) -> dict[str, int]:
-    """Spectrograms unattended curation dropped, and how many held a call of their class."""
+def _calls(truth_csv: Path) -> dict[str, list[tuple[float, float]]]:
     calls = defaultdict(list)
     with open(truth_csv, newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
             if r["focal"] == "1":
                 calls[r["file"]].append((float(r["start"]), float(r["end"])))
+    return calls
+
+
+def _holds(calls: list[tuple[float, float]], o: float, segment: float = 3.0, min_overlap: float = 0.3) -> bool:
+    return any(min(b, o + segment) - max(a, o) >= min(min_overlap, b - a) for a, b in calls)
+
+
+def dropped_calls(repo: Path, truth_csv: Path) -> dict[str, int]:
+    """Spectrograms unattended curation dropped, and how many held a call of their class."""
+    calls = _calls(truth_csv)
     dropped = held = 0
     for listing in (repo / "data" / "dropped").glob("*/dropped.csv"):
         with open(listing, newline="", encoding="utf-8") as f:
             for r in csv.DictReader(f):
                 dropped += 1
-                o = float(r["offset"])
-                held += any(min(b, o + segment) - max(a, o) >= min(min_overlap, b - a) for a, b in calls[r["file"]])
+                held += _holds(calls[r["file"]], float(r["offset"]))
     return {"dropped": dropped, "dropped_holding_a_call": held}
+
+
+def selection_quality(repo: Path, truth_csv: Path, whole: tuple[str, ...] = ("Noise", "Other")) -> dict:
+    """How well each window scorer tells the bird classes' windows that hold their call from the
+    empty ones (ROC-AUC against the kit's truth, pooled over classes and the mean per class), and what
+    select kept: the share of kept windows with no call, the share of windows with a call lost."""
+    from sklearn.metrics import roc_auc_score
+
+    sys.path.insert(0, str(repo))
+    from hawk.db import SpecDB
+
+    calls = _calls(truth_csv)
+    per_class: dict[str, dict[str, list]] = defaultdict(lambda: {"activity": [], "model": [], "holds": []})
+    kept_holds = []
+    lost = holding = 0
+    for db_path in sorted((repo / "data" / "db").glob("*.db")):
+        code = db_path.stem
+        if code in whole:
+            continue
+        with SpecDB(db_path) as db:
+            activity, offsets = db.activity(), db.offsets()
+        scores = {}
+        score_csv = repo / "data" / "score" / f"{code}.csv"
+        if score_csv.exists():
+            with open(score_csv, newline="", encoding="utf-8") as f:
+                scores = {(r["file"], float(r["offset"])): float(r["relative"]) for r in csv.DictReader(f)}
+        with SpecDB(repo / "data" / "select" / f"{code}.db") as db:
+            kept = {(f, o) for f, offs in db.offsets().items() for o in offs}
+        for fname, offs in offsets.items():
+            for o in offs:
+                h = _holds(calls[fname], o)
+                pc = per_class[code]
+                pc["holds"].append(h)
+                pc["activity"].append(activity.get(fname, {}).get(o, 0.0))
+                pc["model"].append(scores.get((fname, o), float("nan")))
+                holding += h
+                if (fname, o) in kept:
+                    kept_holds.append(h)
+                elif h:
+                    lost += 1
+    out: dict = {"kept_empty_share": round(1 - sum(kept_holds) / max(1, len(kept_holds)), 3),
+                 "calls_lost_share": round(lost / max(1, holding), 3)}
+    for scorer in ("activity", "model"):
+        pooled_y, pooled_s, aucs = [], [], []
+        for pc in per_class.values():
+            s = pc[scorer]
+            if any(v != v for v in s):  # not scored (curation by activity)
+                break
+            pooled_y += pc["holds"]
+            pooled_s += s
+            if 0 < sum(pc["holds"]) < len(pc["holds"]):
+                aucs.append(roc_auc_score(pc["holds"], s))
+        else:
+            if aucs:
+                out[f"{scorer}_roc_auc"] = {"pooled": round(roc_auc_score(pooled_y, pooled_s), 3),
+                                            "per_class_mean": round(sum(aucs) / len(aucs), 3)}
+    return out
 
 
 def main() -> None:
@@ -144,7 +211,7 @@ def main() -> None:
               "stage_seconds": {k: round(v) for k, v in times.items()},
               "train_spectrograms_per_s": train.get("spectrograms_per_s"),
               "per_class_ap": {r["code"]: r.get("ap") for r in per_class if r.get("annotated") in ("True", "true", "1")},
-              **dropped_calls(repo, kit / "truth.csv")}
+              **dropped_calls(repo, kit / "truth.csv"), "selection": selection_quality(repo, kit / "truth.csv")}
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

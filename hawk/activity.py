@@ -18,7 +18,6 @@ band holds no sound at all (normalised, it would be an all-zero image): extract 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -80,26 +79,3 @@ class ActivityMeter:
             return []
         act = (np.stack(self.peaks) - self.background()).max(axis=1)
         return [(o, round(float(a), 2)) for o, a in zip(self.offsets, act)]
-
-
-class ActivityFilter:
-    """Unattended curation as a chooser for :func:`hawk.curation.build_db`: keeps the segments whose
-    stored activity is at least ``min_db`` and the ``restored`` ones (a person's choice) whatever their
-    activity, and records what it drops as (file, offset, dB). A segment with no stored activity is kept."""
-
-    def __init__(self, activity: dict[str, dict[float, float]], min_db: float,
-                 restored: dict[str, list[float]] | None = None):
-        self.activity, self.min_db = activity, min_db
-        self.restored = restored or {}
-        self.dropped: list[tuple[str, float, float]] = []
-
-    def __call__(self, fname: str, offsets: Iterable[float]) -> list[float]:
-        measured, keep = self.activity.get(fname, {}), set(self.restored.get(fname, ()))
-        kept = []
-        for o in offsets:
-            a = measured.get(o)
-            if a is None or a >= self.min_db or o in keep:
-                kept.append(o)
-            else:
-                self.dropped.append((fname, o, round(a, 1)))
-        return kept

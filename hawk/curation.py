@@ -217,3 +217,27 @@ def seed_curation(images: Path, folder: Path) -> int:
     with atomic_open(log_path, "w", encoding="utf-8") as f:
         f.write("\n".join(sorted((copied | {p.name for p in new}) - {""})))
     return len(new)
+
+
+class ThresholdFilter:
+    """Unattended curation as a chooser for :func:`build_db`: keeps the segments whose stored value
+    (activity in dB, or the model's out-of-fold score) is at least ``minimum``, and the ``restored``
+    ones (a person's choice) whatever their value; records what it drops as (file, offset, value).
+    A segment with no stored value is kept."""
+
+    def __init__(self, values: dict[str, dict[float, float]], minimum: float,
+                 restored: dict[str, list[float]] | None = None):
+        self.values, self.minimum = values, minimum
+        self.restored = restored or {}
+        self.dropped: list[tuple[str, float, float]] = []
+
+    def __call__(self, fname: str, offsets: Iterable[float]) -> list[float]:
+        measured, keep = self.values.get(fname, {}), set(self.restored.get(fname, ()))
+        kept = []
+        for o in offsets:
+            v = measured.get(o)
+            if v is None or v >= self.minimum or o in keep:
+                kept.append(o)
+            else:
+                self.dropped.append((fname, o, round(v, 4)))
+        return kept

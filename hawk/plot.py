@@ -97,9 +97,11 @@ def write_images(items: Iterable[tuple[str, float, np.ndarray]], out: Path, rend
     return [renderer.save(spec, out / image_name(filename, offset)) for filename, offset, spec in items]
 
 
-def write_dropped(out: Path, dropped: list[tuple[str, float, float]], class_db: Path, settings: SpecSettings) -> int:
+def write_dropped(out: Path, dropped: list[tuple[str, float, float]], class_db: Path, settings: SpecSettings,
+                  measure: str = "score") -> int:
     """Unattended curation's dropped spectrograms, for a person to look through: one image each plus
-    ``dropped.csv`` (file, offset, activity_db, image), written to a fresh folder swapped into place."""
+    ``dropped.csv`` (file, offset, ``measure``: the value it was judged by, image), written to a fresh
+    folder swapped into place."""
     import csv
     import shutil
 
@@ -117,7 +119,7 @@ def write_dropped(out: Path, dropped: list[tuple[str, float, float]], class_db: 
                 rows.append((r.filename, r.offset, want[(r.filename, r.offset)], name))
     with open(tmp / "dropped.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["file", "offset", "activity_db", "image"])
+        w.writerow(["file", "offset", measure, "image"])
         w.writerows(rows)
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)

@@ -45,6 +45,7 @@ class Paths:
     db: Str
     embeddings: Str
     dedup: Str
+    score: Str
     search: Str
     curation: Str
     select: Str
@@ -157,8 +158,19 @@ class Search:
 
 
 @dataclass
+class Score:
+    folds: int = setting(ge=2)
+    rounds: int = setting(ge=1)
+    relabel_below: float = setting(ge=0, le=1)
+    c: float = setting(gt=0)
+    seed: int = setting()
+
+
+@dataclass
 class Unattended:
     enabled: bool = setting()
+    by: str = setting(choices=("model", "activity"))
+    min_score: float = setting(ge=0, le=1)
     min_activity_db: float = setting()
     keep_all: list[str] = setting()
 
@@ -311,6 +323,7 @@ class Config:
     embedder: Union[BirdNET, CheckpointEmbedder]
     dedup: Dedup
     search: Search
+    score: Score
     select: Select
     pickle: Pickle
     train: Train

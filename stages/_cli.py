@@ -194,3 +194,12 @@ def engine(cfg: DictConfig) -> Iterator[RayEngine | None]:
 
 def class_list(cfg: DictConfig) -> list[ClassSpec]:
     return parse_classes(OmegaConf.to_container(cfg.classes, resolve=True))
+
+
+def curated_by_model(cfg: DictConfig) -> list[str]:
+    """The classes select curates by the model's scores: unattended curation by model is on and the
+    class has no search queries and is not kept whole. The embed and score stages run for them."""
+    un = cfg.select.unattended
+    if not (un.enabled and un.by == "model"):
+        return []
+    return [c.code for c in class_list(cfg) if not cfg.search.queries.get(c.code) and c.code not in un.keep_all]

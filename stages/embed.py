@@ -4,8 +4,11 @@ The embedder is config (`embedder=birdnet`, the default, or `embedder=checkpoint
 embedder.path=models/search.ckpt`). Embeddings are keyed by spectrogram id and stamped with the
 embedder's name, version and dimension; they are written here, never into the class database.
 Incremental: spectrograms embedded before by the same embedder are not embedded again.
-Only what is used is computed: a class with no search queries gets an empty store (marked so), unless
-`search.embed_all=true`; a by-hand search of such a class embeds it then (data/embed/_manual/).
+Only what is used is computed: every class is embedded when some class is curated by the model
+(`select.unattended.by=model`, the default, and a class with no search queries that is not kept
+whole: the score stage needs them all); otherwise a class with no
+search queries gets an empty store (marked so), unless `search.embed_all=true`; a by-hand search of
+such a class embeds it then (data/embed/_manual/).
 BirdNET's weights are licensed CC BY-NC-SA 4.0 (non-commercial, share alike).
 
     python -m stages.embed --code RIWH [embedder.threads=1 ...]
@@ -17,15 +20,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from hawk.embed.run import embed_class, write_unused
-from stages._cli import class_stage, embedder_factory, engine, run
+from stages._cli import class_stage, curated_by_model, embedder_factory, engine, run
 
 
 def main() -> None:
     cfg, spec = class_stage(__doc__)
     out = Path(cfg.paths.embeddings)
-    if not (cfg.search.queries.get(spec.code) or cfg.search.embed_all):
+    if not (cfg.search.queries.get(spec.code) or cfg.search.embed_all or curated_by_model(cfg)):
         write_unused(out / f"{spec.code}.npz", out / f"{spec.code}.report.csv", spec.code, str(cfg.embedder.name))
-        print(f"{spec.code}: not embedded (no search queries use it; search.embed_all=true embeds every class)")
+        print(f"{spec.code}: not embedded (no search queries use it and curation is not by the model; "
+              "search.embed_all=true embeds every class)")
         return
     load = embedder_factory(cfg)
     emb = load()

@@ -4,10 +4,12 @@ Per class, the first rule that applies (see conf/select/default.yaml):
 1. `select.auto_keep=true` and search queries: every match within `select.max_distance` (the demo);
 2. images in data/curation/<CODE>/ (either naming scheme: plots or search results), or queries
    without auto_keep: the images you kept;
-3. unattended curation: every segment whose loudest sound stands `select.unattended.min_activity_db`
-   above its recording's own background, as extract measured it (Noise and Other keep everything). What it drops is drawn in
-   data/dropped/<CODE>/ with dropped.csv; images you put in data/curation/<CODE>/restored/ (the review
-   page's `r` key) are kept whatever their activity.
+3. unattended curation (Noise and Other keep everything): with `select.unattended.by=model` (the
+   default) every window whose out-of-fold score for its own class (the score stage) is at least
+   `select.unattended.min_score` of its best class's; with `by=activity` every segment whose loudest sound stands
+   `select.unattended.min_activity_db` above its recording's own background, as extract measured it.
+   What it drops is drawn in data/dropped/<CODE>/ with dropped.csv; images you put in
+   data/curation/<CODE>/restored/ (the review page's `r` key) are kept whatever their value.
 Each kept spectrogram is copied from the class database, or extracted again from the audio at its
 exact offset when the audio.* settings have changed since extract.
 Recordings that dedup left out are skipped, as are images naming nothing in the class
@@ -20,19 +22,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hawk.activity import ActivityFilter
-from hawk.curation import build_db, images_in, resolve
+from hawk.curation import ThresholdFilter, build_db, images_in, resolve
 from hawk.db import SpecDB
 from hawk.dedup import read_exclude
 from hawk.plot import write_dropped
 from hawk.reports import write_skip_report
 from hawk.search import read_matches
+from hawk.window_score import read_scores
 from stages._cli import class_stage, run, spec_settings
 
 
 def main() -> None:
     cfg, spec = class_stage(__doc__)
     code, sel = spec.code, cfg.select
+    un = sel.unattended
+    by_model = un.by == "model"
     class_db = Path(cfg.paths.db) / f"{code}.db"
     rec_dir = Path(cfg.paths.recordings) / code
     settings = spec_settings(cfg)
@@ -53,16 +57,22 @@ def main() -> None:
             "all spectrograms"
         if sel.unattended.enabled and code not in sel.unattended.keep_all:
             restored = resolve(images_in(folder / "restored"), stored, exclude)
-            chooser = ActivityFilter(measured, float(sel.unattended.min_activity_db), restored.offsets)
+            if by_model:
+                values, minimum = read_scores(Path(cfg.paths.score) / f"{code}.csv"), float(un.min_score)
+            else:
+                values, minimum = measured, float(un.min_activity_db)
+            chooser = ThresholdFilter(values, minimum, restored.offsets)
             picks.skipped += restored.skipped
     out = Path(cfg.paths.select)
     res = build_db(out / f"{code}.db", picks.offsets, rec_dir, class_db, settings, spec.name, code,
                    str(cfg.extract.category), bool(sel.progress), chooser)
     dropped = chooser.dropped if chooser else []
     if chooser:
-        how = (f"unattended: activity >= {sel.unattended.min_activity_db} dB, {len(dropped)} dropped, "
+        rule = f"model score >= {un.min_score} of the best class's" if by_model else f"activity >= {un.min_activity_db} dB"
+        how = (f"unattended: {rule}, {len(dropped)} dropped, "
                f"{sum(map(len, restored.offsets.values()))} restored by you")
-    write_dropped(Path(cfg.paths.dropped) / code, dropped, class_db, settings)
+    write_dropped(Path(cfg.paths.dropped) / code, dropped, class_db, settings,
+                  "score" if by_model else "activity_db")
     write_skip_report(out / f"{code}.report.csv", picks.skipped + res.skipped)
     print(f"{code}: {res.spectrograms} spectrograms from {res.recordings} recordings ({how}); "
           f"{len(picks.skipped) + len(res.skipped)} skipped, see {out / f'{code}.report.csv'}")

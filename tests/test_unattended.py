@@ -64,10 +64,11 @@ def kept(root):
 
 def test_select_drops_a_silent_segment_and_keeps_a_restored_one(tmp_path):
     root = project(tmp_path, search={"queries": {}})
+    by = "select.unattended.by=activity"  # the model's scores have tests of their own (test_window_score.py)
     extract_planted(root)
     shutil.rmtree(root / "data" / "recordings")  # select reads no audio: extract measured it all
 
-    r = stage(root, "stages.select", "--code", "RIWH", "select.progress=false")
+    r = stage(root, "stages.select", "--code", "RIWH", "select.progress=false", by)
     assert r.returncode == 0, r.stderr
     assert "unattended" in r.stdout and "2 dropped" in r.stdout, r.stdout
     rows = dropped_rows(root)
@@ -79,12 +80,13 @@ def test_select_drops_a_silent_segment_and_keeps_a_restored_one(tmp_path):
     restored.mkdir(parents=True)
     shutil.copy(root / "data" / "dropped" / "RIWH" / rows[0]["image"], restored)
     for _ in range(2):  # and again: the person's choice stays
-        r = stage(root, "stages.select", "--code", "RIWH", "select.progress=false")
+        r = stage(root, "stages.select", "--code", "RIWH", "select.progress=false", by)
         assert r.returncode == 0, r.stderr
         assert "1 dropped, 1 restored by you" in r.stdout, r.stdout
         assert 6.0 in kept(root) and 7.5 not in kept(root)
         assert [float(x["offset"]) for x in dropped_rows(root)] == [7.5]
 
-    r = stage(root, "stages.select", "--code", "RIWH", "select.progress=false", "select.unattended.enabled=false")
+    r = stage(root, "stages.select", "--code", "RIWH", "select.progress=false", by,
+              "select.unattended.enabled=false")
     assert r.returncode == 0 and "all spectrograms" in r.stdout, r.stdout + r.stderr
     assert 7.5 in kept(root) and dropped_rows(root) == []

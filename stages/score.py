@@ -1,0 +1,89 @@
+"""score: data/score/<CODE>.csv, how likely each window of each class is to hold its class.
+
+Curation by the model (hawk/window_score.py): every window's embedding (embed stage, BirdNET by
+default) goes into a linear probe trained on folds grouped by recording and duplicate group, so each
+window is scored by a model that never heard its recording; in a second round the windows that scored
+low are taught as background and everything is scored again. select then keeps, for each class with
+no search queries and no kept images, the windows whose own-class score is at least
+`select.unattended.min_score` of their best class's (the relative score: 1 when the model's best guess
+for the window is its own class).
+Runs only when some class is curated by the model (otherwise it writes empty files). BirdNET's weights
+are licensed CC BY-NC-SA 4.0 (non-commercial, share alike).
+
+Each file: file, offset, score (own-class probability), relative (its share of the best class's),
+other (the other class scoring highest), other_score.
+
+    python -m stages.score [score.folds=5 score.rounds=2 ...]
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from hawk.classes import NOISE
+from hawk.db import SpecDB
+from hawk.dedup import read_exclude, read_groups
+from hawk.embed.store import check_same_embedder, load_embeddings
+from hawk.errors import HawkError
+from hawk.settings import from_mapping
+from hawk.window_score import ScoreSettings, Window, groups_of, out_of_fold, relative_scores, write_scores
+from stages._cli import class_list, curated_by_model, load_config, parser, run
+
+
+def main() -> None:
+    cfg = load_config(parser(__doc__).parse_args())
+    start = time.perf_counter()
+    codes = [c.code for c in class_list(cfg)]
+    out = Path(cfg.paths.score)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.csv"):
+        if stale.stem not in codes:
+            stale.unlink()
+    if not curated_by_model(cfg):
+        for code in codes:
+            write_scores(out / f"{code}.csv", [], np.zeros((0, len(codes))), codes)
+        print("score: no class is curated by the model (each has search queries or is kept whole, or "
+              "select.unattended.by is not model); wrote empty files")
+        return
+    settings = from_mapping(ScoreSettings, OmegaConf.to_container(cfg.score, resolve=True), "score")
+    exclude = read_exclude(Path(cfg.paths.dedup) / "exclude.csv")
+    windows, vectors, labels, idents = [], [], [], {}
+    for ci, code in enumerate(codes):
+        path = Path(cfg.paths.embeddings) / f"{code}.npz"
+        emb = load_embeddings(path)
+        if emb.meta.get("unused"):
+            raise HawkError(f"{path}: class {code} was not embedded; run `dvc repro embed@{code}`")
+        idents[str(path)] = emb.embedder
+        vec = dict(zip(emb.ids.tolist(), emb.vectors))
+        with SpecDB(Path(cfg.paths.db) / f"{code}.db") as db:
+            for r in db.spectrograms():
+                if (code, r.filename) not in exclude and r.id in vec:
+                    windows.append(Window(code, r.filename, r.offset))
+                    vectors.append(vec[r.id])
+                    labels.append(ci)
+    check_same_embedder(idents)
+    keep_all = set(cfg.select.unattended.keep_all)
+    labels_arr = np.array(labels)
+    relabel = np.array([w.code not in keep_all for w in windows])
+    probs = out_of_fold(np.stack(vectors), labels_arr, groups_of(windows, read_groups(Path(cfg.paths.dedup) /
+                        "duplicates.csv")), len(codes), settings, codes.index(NOISE) if NOISE in codes else None,
+                        relabel)
+    threshold = float(cfg.select.unattended.min_score)
+    own = relative_scores(probs, labels_arr)
+    for ci, code in enumerate(codes):
+        mine = labels_arr == ci
+        write_scores(out / f"{code}.csv", [w for w, m in zip(windows, mine) if m], probs[mine], codes)
+        low = int((own[mine] < threshold).sum())
+        note = " (kept whole)" if code in keep_all else f", {low} below {threshold}"
+        print(f"{code}: {int(mine.sum())} windows scored, median relative score "
+              f"{np.median(own[mine]) if mine.any() else 0:.2f}{note}")
+    print(f"score: {len(windows)} windows of {len(codes)} classes, {settings.folds} folds, {settings.rounds} "
+          f"rounds in {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    run(main)
