@@ -2,6 +2,7 @@
 `ray start --address`, one CPU each): infer, extract and embed give what the local engine gives, infer
 resumes after its driver is killed, and a Ray worker killed with kill -9 mid-run loses nothing."""
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,17 +33,37 @@ from hawk.models import create_model
 from hawk.ray_engine import RayEngine
 from hawk.resume import FOLDER, LabelRecords, run_key
 from hawk.spectrogram import SpecSettings
+from tests import procs
 from tests.conftest import ROOT
 from tests.test_infer_eval import CLASSES
 
 RAY = str(Path(sys.executable).parent / "ray")
+# Slow on a busy machine (two one-CPU nodes share its cores): the timeout is for hangs only.
+pytestmark = pytest.mark.timeout(3600)
 FILES = 12
+
+
+def _start_node(args: str, stack: contextlib.ExitStack) -> set[int]:
+    """``ray start ARGS --block`` in a session of its own, until its runtime is up; its process
+    group (the node's GCS, raylet and workers alike) is killed when ``stack`` closes."""
+    proc = stack.enter_context(procs.popen(f"exec {RAY} start --block {args}", shell=True, env=dict(os.environ),
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    seen = []
+    for line in proc.stdout:  # no deadline: pytest-timeout bounds a node that never comes up
+        seen.append(line)
+        if "Ray runtime started" in line:
+            break
+    else:
+        raise AssertionError("ray start ended:\n" + "".join(seen))
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
+    return {proc.pid}
 
 
 @pytest.fixture(scope="module")
 def cluster(request):
     """The head node and a second node, each with its own CPU; their address. The nodes start while the
-    local engine labels the archive (``local_labels``), and stop in the background afterwards."""
+    local engine labels the archive (``local_labels``); afterwards exactly their process groups are
+    killed (never `ray stop`, which would stop every Ray of this user on the machine)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -51,19 +73,36 @@ def cluster(request):
     saved = {k: os.environ.get(k) for k in auth}
     os.environ.update(auth)
     common = "--num-cpus=1 --object-store-memory=150000000 --disable-usage-stats"
-    start = subprocess.Popen(f"{RAY} start --head --port={port} --include-dashboard=false --temp-dir={temp} {common} "
-                             f"&& {RAY} start --address=127.0.0.1:{port} {common}", shell=True, env=dict(os.environ),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        request.getfixturevalue("local_labels")
-        out = start.communicate(timeout=180)[0]
-        assert start.returncode == 0, out
-        yield f"127.0.0.1:{port}"
+        with contextlib.ExitStack() as stack:
+            leaders = _start_node(f"--head --port={port} --include-dashboard=false --temp-dir={temp} {common}", stack)
+            leaders |= _start_node(f"--address=127.0.0.1:{port} {common}", stack)
+            CLUSTER_LEADERS.update(leaders)
+            request.getfixturevalue("local_labels")
+            yield f"127.0.0.1:{port}"
     finally:
-        subprocess.Popen([RAY, "stop", "--force"], env=dict(os.environ), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+        CLUSTER_LEADERS.clear()
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+CLUSTER_LEADERS: set[int] = set()  # the `ray start` processes of this module's cluster
+
+
+def our_actors() -> list[int]:
+    """The model actors of this module's own cluster (never another Ray on the machine)."""
+    out = []
+    for leader in CLUSTER_LEADERS:
+        sid = os.getsid(leader)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if os.getsid(int(entry.name)) == sid and "ray::MapWorker" in (entry / "cmdline").read_text():
+                        out.append(int(entry.name))
+                except (OSError, ProcessLookupError):
+                    continue
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +128,12 @@ def archive(tmp_path_factory):
 def infer(archive: Path, out: Path, *extra: str, wait: bool = True):
     args = [sys.executable, "-m", "stages.infer", f"paths.ckpt={archive / 'ckpt'}", f"infer.input={archive / 'recordings'}",
             f"paths.labels={out}", "infer.min_score=0.551", "infer.progress=false", *extra]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=os.environ.copy())
     if not wait:
-        return proc
-    text = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 0, text
-    return text
+        return STACK.enter_context(procs.popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                               text=True, env=os.environ.copy()))
+    out = procs.run(args, cwd=ROOT, env=os.environ.copy())
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout + out.stderr
 
 
 def outputs(out: Path) -> dict[str, list]:
@@ -143,12 +181,20 @@ def records(out: Path) -> int:
 
 
 def wait_for_records(proc, out: Path, at_least: int) -> int:
-    deadline = time.time() + 120
+    """No deadline of its own: a slow machine is slow, and pytest-timeout bounds a hang."""
     while (n := records(out)) < at_least:
         assert proc.poll() is None, proc.communicate()[0]
-        assert time.time() < deadline, "no progress"
         time.sleep(0.02)
     return n
+
+
+STACK = contextlib.ExitStack()  # infer processes a test left running are killed, by group, when it ends
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_infer():
+    yield
+    STACK.close()
 
 
 def test_infer_survives_a_killed_worker_and_resumes_after_an_interruption(cluster, archive, local_labels, tmp_path):
@@ -156,10 +202,10 @@ def test_infer_survives_a_killed_worker_and_resumes_after_an_interruption(cluste
     out = tmp_path / "killed_worker"
     proc = infer(archive, out, "engine=ray", f"engine.address={cluster}", "engine.concurrency=1", wait=False)
     done_at_kill = wait_for_records(proc, out, 2)
-    actor = subprocess.run(["pgrep", "-f", "ray::MapWorker"], capture_output=True, text=True).stdout.split()
+    actor = our_actors()
     assert actor, "no model actor to kill"
-    os.kill(int(actor[0]), signal.SIGKILL)
-    text = proc.communicate(timeout=300)[0]
+    os.kill(actor[0], signal.SIGKILL)
+    text = proc.communicate()[0]
     assert proc.returncode == 0, text
     assert done_at_kill < FILES, "the run ended before the kill"
     assert_same(outputs(out), local_labels)
