@@ -3,7 +3,8 @@
 Writes the kit (benchmarks/kit.py), copies the project into a clean folder (a fresh git repository,
 no outputs), declares the kit's classes as local sources and its soundscapes as the test set, runs
 `dvc repro` with the defaults (plus any --set overrides) and prints:
-- per-sound, per-minute and per-recording macro AP on the annotated test soundscapes;
+- per-sound, per-minute and per-recording macro AP on the annotated test soundscapes, of the ensemble
+  and, when train made more than one checkpoint (a CNN and an embedding head), of each alone;
 - the wall time of every stage (summed over classes);
 - with unattended curation: how many spectrograms it dropped, and how many of those held a call of
   their class (the kit knows where every call is); how well the model's out-of-fold scores and the
@@ -204,10 +205,22 @@ def main() -> None:
         sh(repo, sys.executable, "-m", "stages.test", f"test.annotations={ann}", f"paths.metrics={work / kind}",
            "test.progress=false")
         ap[kind] = json.loads((work / kind / "test.json").read_text())["annotated"]["macro_ap"]
+    ckpts = sorted((repo / "models" / "ckpt").glob("*.ckpt"))
+    members = {}
+    for ck in ckpts if len(ckpts) > 1 else []:
+        alone = work / "members" / ck.stem
+        shutil.rmtree(alone, ignore_errors=True)
+        (alone / "ckpt").mkdir(parents=True)
+        shutil.copy(ck, alone / "ckpt" / ck.name)
+        members[ck.stem] = {}
+        for kind, ann in (("per_sound", kit / "test" / "annotations.csv"), ("per_minute", pm), ("per_recording", pr)):
+            sh(repo, sys.executable, "-m", "stages.test", f"test.annotations={ann}", f"paths.ckpt={alone / 'ckpt'}",
+               f"paths.metrics={alone / kind}", "test.progress=false")
+            members[ck.stem][kind] = json.loads((alone / kind / "test.json").read_text())["annotated"]["macro_ap"]
     with open(repo / "metrics" / "test_per_class.csv", newline="", encoding="utf-8") as f:
         per_class = list(csv.DictReader(f))
     train = json.loads((repo / "metrics" / "train.json").read_text())
-    result = {"overrides": args.overrides, "macro_ap": ap, "wall_seconds": round(total),
+    result = {"overrides": args.overrides, "macro_ap": ap, "members_macro_ap": members, "wall_seconds": round(total),
               "stage_seconds": {k: round(v) for k, v in times.items()},
               "train_spectrograms_per_s": train.get("spectrograms_per_s"),
               "per_class_ap": {r["code"]: r.get("ap") for r in per_class if r.get("annotated") in ("True", "true", "1")},

@@ -57,7 +57,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """The network with the checkpoint's weights, in eval mode."""
-    model = create_model(ckpt["model_name"], len(ckpt["classes"]))
+    model = create_model(ckpt["model_name"], len(ckpt["classes"]), **ckpt.get("extra", {}).get("head", {}))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 

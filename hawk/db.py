@@ -185,6 +185,12 @@ class SpecDB:
         for row in self.conn.execute(query):
             yield SpecRow(*row)
 
+    def windows(self) -> Iterator[tuple[int, str, float]]:
+        """(ID, FileName, Offset) of every spectrogram not ignored, without reading the images."""
+        yield from self.conn.execute(
+            "SELECT s.ID, r.FileName, s.Offset FROM Spectrogram s JOIN Recording r ON r.ID = s.RecordingID "
+            "WHERE s.Ignore IS NULL OR s.Ignore != 'Y' ORDER BY r.FileName, s.Offset")
+
     def spectrograms_by_id(self, ids: Iterable[int]) -> dict[int, SpecRow]:
         """The spectrograms with these IDs (any that are missing are simply absent)."""
         out: dict[int, SpecRow] = {}

@@ -1,5 +1,8 @@
 """Inference (the seed's analyze.py): an ensemble of checkpoints scores every segment of every recording.
 
+Members are CNN checkpoints (spectrogram in) and embedding heads (hawk/embed_head.py: the segment's
+embedding in, made by the embedder the head was trained with); each member counts once in the mean.
+
 Recordings are decoded and turned into spectrograms in a background thread while the models run, so
 decoding and the network overlap. Segments start every ``segment_len - overlap``
 seconds (HawkEars: 3 s segments, 1.5 s overlap); the last partial segment is zero-padded so the end of
@@ -13,6 +16,7 @@ import csv
 import dataclasses
 import functools
 import glob
+import json
 import logging
 import math
 import os
@@ -29,6 +33,7 @@ import torch
 
 from hawk.audio import AUDIO_EXTENSIONS, AudioError, is_audio_file, iter_mono
 from hawk.ckpt import CheckpointError, load_checkpoint, model_from_checkpoint
+from hawk.embed_head import NAME as HEAD
 from hawk.errors import HawkError
 from hawk.spectrogram import SpecSettings, SpectrogramMaker
 
@@ -41,14 +46,21 @@ class EnsembleError(HawkError, ValueError):
 
 @dataclass
 class Ensemble:
-    """Every checkpoint of a folder; all must share one class list and one set of audio settings."""
+    """Every checkpoint of a folder; all must share one class list and one set of audio settings, and
+    the embedding heads one embedder."""
 
     paths: list[Path]
-    models: list[torch.nn.Module]
+    models: list[torch.nn.Module]  # CNNs
     classes: list[tuple[str, str]]  # (name, code) in output order
     settings: SpecSettings
     device: str
     mlflow_run_ids: list[str]
+    heads: list[torch.nn.Module] = field(default_factory=list)
+    embedder: Any = None  # the heads' hawk.embed.Embedder
+
+    @property
+    def members(self) -> int:
+        return len(self.models) + len(self.heads)
 
     @classmethod
     def load(cls, source: str | Path | list[Path], device: str = "auto") -> "Ensemble":
@@ -75,11 +87,13 @@ class Ensemble:
         specs = {str(sorted(c["spec_settings"].items())) for c in ckpts}
         if len(specs) > 1:
             raise EnsembleError(f"{source}: checkpoints made with different audio settings cannot be ensembled")
+        heads = [c for c in ckpts if c["model_name"] == HEAD]
         models = [fuse_for_inference(model_from_checkpoint(c)).to(device).to(memory_format=torch.channels_last)
-                  for c in ckpts]
+                  for c in ckpts if c["model_name"] != HEAD]
         runs = [c.get("extra", {}).get("mlflow_run_id") for c in ckpts]
         return cls(paths, models, list(next(iter(lists))), SpecSettings.from_mapping(ckpts[0]["spec_settings"]),
-                   device, [r for r in dict.fromkeys(runs) if r])
+                   device, [r for r in dict.fromkeys(runs) if r], [model_from_checkpoint(c) for c in heads],
+                   _head_embedder(source, heads) if heads else None)
 
     @property
     def codes(self) -> list[str]:
@@ -94,6 +108,37 @@ class Ensemble:
             x = x.contiguous(memory_format=torch.channels_last)
             out.append(torch.stack([torch.sigmoid(m(x).float()) for m in self.models]).mean(0).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+
+    @torch.inference_mode()
+    def window_scores(self, res: dict[str, Any], batch_size: int = 64) -> np.ndarray:
+        """Mean score of every member for the segments of one :func:`file_segments` result; the heads
+        embed the segments at the same offsets from the recording itself."""
+        total = self.scores(res["specs"], batch_size) * len(self.models) if self.models else 0.0
+        if self.heads:
+            x = torch.from_numpy(self.embedder.embed_file(res["path"], res["offsets"].tolist(), batch_size))
+            total = total + sum(torch.sigmoid(h(x)).numpy() for h in self.heads)
+        return np.asarray(total / self.members, np.float32)
+
+
+def _head_embedder(source: Any, heads: list[dict[str, Any]]) -> Any:
+    """The one embedder every head was trained with, built from its recorded options and checked
+    against the identity (name, version, dim) recorded beside them."""
+    from hawk.embed import EmbedderError, create_embedder
+
+    kinds = {json.dumps(c["extra"]["embedder"], sort_keys=True) for c in heads}
+    if len(kinds) > 1:
+        raise EnsembleError(f"{source}: embedding heads trained on different embedders cannot be ensembled")
+    desc = heads[0]["extra"]["embedder"]
+    options = dict(desc["config"])
+    try:
+        embedder = create_embedder(options.pop("name"), **options)
+    except EmbedderError as e:
+        raise EnsembleError(f"{source}: the embedding head's embedder cannot be made: {e}") from e
+    if embedder.identity() != desc["identity"]:
+        raise EnsembleError(f"{source}: the embedding head was trained on {desc['identity']} embeddings, "
+                            f"but this installation makes {embedder.identity()}")
+    return embedder
 
 
 def fuse_for_inference(model: torch.nn.Module) -> torch.nn.Module:
@@ -256,7 +301,7 @@ def score_segments(ensemble: Ensemble, res: dict[str, Any], calibration: tuple[f
     """The calibrated scores of one :func:`file_segments` result, or (path, reason) for a failed one."""
     if "error" in res:
         return res["path"], res["error"]
-    s = calibrate(ensemble.scores(res["specs"], batch_size), *calibration)
+    s = calibrate(ensemble.window_scores(res, batch_size), *calibration)
     return FileScores(Path(res["path"]), res["offsets"], s, res["seconds"])
 
 

@@ -20,6 +20,9 @@ custom_mobilenet_1     0.58M       timm mobilenetv3_small_050
 custom_mobilenet_2     1.03M       timm mobilenetv3_small_075
 custom_mobilenet_3     1.53M       timm mobilenetv3_small_100
 =====================  ==========  ========================================
+
+``embed_head`` is not a spectrogram network: a linear (or one-hidden-layer) head on a pretrained
+embedder's vectors (hawk/embed_head.py; 10k parameters for 10 classes on BirdNET's 1024-d vectors).
 """
 
 from __future__ import annotations
@@ -62,8 +65,13 @@ def _hgnet(size: int, num_classes: int, drop_rate: float) -> nn.Module:
     return HighPerfGpuNet(cfg, in_chans=1, num_classes=num_classes, head_hidden_size=hidden, drop_rate=drop_rate)
 
 
-def create_model(name: str, num_classes: int, drop_rate: float = 0.0) -> nn.Module:
-    """A fresh, randomly initialised network for ``num_classes`` outputs and 1-channel input."""
+def create_model(name: str, num_classes: int, drop_rate: float = 0.0, **options: Any) -> nn.Module:
+    """A fresh, randomly initialised network for ``num_classes`` outputs and 1-channel input
+    (``embed_head``: vector input, built from ``options`` in_dim, hidden and dropout)."""
+    if name == "embed_head":
+        from hawk.embed_head import EmbedHead
+
+        return EmbedHead(num_classes, **options)
     if name.startswith("custom_hgnet_"):
         size = int(name.rsplit("_", 1)[1])
         if size not in _HGNET:

@@ -210,6 +210,16 @@ class Augment:
 
 
 @dataclass
+class Head:
+    enabled: bool = setting()
+    hidden: int = setting(ge=0)
+    dropout: float = setting(ge=0, le=0.9)
+    steps: int = setting(ge=1)
+    lr: float = setting(gt=0)
+    weight_decay: float = setting(ge=0)
+
+
+@dataclass
 class Train:
     model_name: Str
     num_epochs: int = setting(ge=1)
@@ -232,6 +242,7 @@ class Train:
     freeze_backbone: bool = setting()
     bn_recalibrate_batches: int = setting(ge=0)
     augment: Augment = setting()
+    head: Head = setting()
 
 
 @dataclass
@@ -252,6 +263,7 @@ class Tracking:
     experiment: Str
     tensorboard_dir: str | None
     run_name: str | None
+    preset: str | None
 
 
 @dataclass

@@ -8,6 +8,8 @@ A folder, not a Python pickle, so loading it never runs code:
   split group (the recording, or its duplicate group from dedup, so copies never straddle a split).
 - ``meta.json``: classes (names and codes, in classes.txt order), spectrogram settings, counts and the
   hashes of the data (training database and specs.npy).
+- ``vectors.npy`` (when an embedding head is trained): float32 (n, dim), each row's embedding from the
+  embed stage (zeros where the embedder skipped its recording), with the embedder in ``meta.json``.
 """
 
 from __future__ import annotations
@@ -37,8 +39,13 @@ class SpecSetError(HawkError, ValueError):
 
 def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path, max_per_class: int | None = None,
                   seed: int = 0, groups: dict[tuple[str, str], int] | None = None,
-                  show_progress: bool = True) -> dict[str, Any]:
+                  show_progress: bool = True,
+                  vectors: tuple[dict[str, dict[tuple[str, float], np.ndarray]], dict[str, Any]] | None = None
+                  ) -> dict[str, Any]:
     """Write the training set for ``classes`` ((name, code) in output order) from ``train_db``.
+
+    ``vectors``: per class code its embeddings by (file, offset) window, and the embedder's description;
+    each row's vector is then stored beside its spectrogram, for the embedding head.
 
     At most ``max_per_class`` spectrograms per class (a seeded random sample). A listed class with no
     spectrograms is an error naming it. Written to a temporary folder and renamed into place.
@@ -71,6 +78,7 @@ def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path,
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         specs = np.lib.format.open_memmap(tmp / "specs.npy", mode="w+", dtype=np.uint8, shape=(len(chosen), h, w))
+        missing = _write_vectors(tmp / "vectors.npy", chosen, vectors[0]) if vectors else 0
         with open(tmp / "rows.csv", "w", newline="", encoding="utf-8") as f, \
                 progress_bar(len(chosen), "pickle", show_progress) as bar:
             out = csv.writer(f)
@@ -97,12 +105,33 @@ def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path,
         "per_class": {c: sum(1 for _, cc, _ in chosen if cc == c) for _, c in classes},
         "data": {"train_db_sha256": sha256_file(train_db), "specs_sha256": sha256_file(tmp / "specs.npy")},
     }
+    if vectors:
+        meta["embedder"] = vectors[1]
+        meta["vectors_missing"] = missing
+        meta["data"]["vectors_sha256"] = sha256_file(tmp / "vectors.npy")
     with atomic_open(tmp / "meta.json", "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return meta
+
+
+def _write_vectors(path: Path, chosen: list[tuple[int, str, tuple]],
+                   by_code: dict[str, dict[tuple[str, float], np.ndarray]]) -> int:
+    """Each chosen row's embedding (zeros when there is none); returns how many had none."""
+    dim = next((len(v) for m in by_code.values() for v in m.values()), 0)
+    out = np.zeros((len(chosen), dim), np.float32)
+    missing = 0
+    for i, (_, code, (_, _, fname, offset, _)) in enumerate(chosen):
+        v = by_code.get(code, {}).get((fname, float(offset)))
+        if v is None:
+            missing += 1
+        else:
+            out[i] = v
+    with atomic_open(path, "wb") as f:
+        np.save(f, out)
+    return missing
 
 
 @dataclass
@@ -152,6 +181,14 @@ class SpecSet:
     @property
     def class_names(self) -> list[str]:
         return [c["name"] for c in self.meta["classes"]]
+
+    def vectors(self) -> np.ndarray:
+        """Each row's embedding ((n, dim) float32, zeros where none was made), for the embedding head."""
+        path = self.root / "vectors.npy"
+        if not path.exists():
+            raise SpecSetError(f"{self.root}: no embeddings in the training set; the embedding head needs the "
+                               "pickle stage run with train.model_name=embed_head or train.head.enabled=true")
+        return np.load(path, allow_pickle=False)
 
     def read(self, i: int) -> np.ndarray:
         if self._fd is None:  # opened lazily so each data-loader worker gets its own descriptor

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
@@ -170,10 +171,8 @@ def spec_settings(cfg: DictConfig) -> SpecSettings:
 def embedder_factory(cfg: DictConfig) -> Callable[[], Embedder]:
     """What makes the configured embedder (``embedder.name`` plus its options, less the stage-level
     ones): called here, or once in each actor of a Ray cluster."""
-    opts = OmegaConf.to_container(cfg.embedder, resolve=True)
-    name = opts.pop("name")
-    opts.pop("progress", None)
-    return functools.partial(create_embedder, name, **opts)
+    opts = embedder_description(cfg, {})["config"]
+    return functools.partial(create_embedder, opts.pop("name"), **opts)
 
 
 def embedder(cfg: DictConfig) -> Embedder:
@@ -194,6 +193,20 @@ def engine(cfg: DictConfig) -> Iterator[RayEngine | None]:
 
 def class_list(cfg: DictConfig) -> list[ClassSpec]:
     return parse_classes(OmegaConf.to_container(cfg.classes, resolve=True))
+
+
+def trains_head(cfg: DictConfig) -> bool:
+    """The train stage trains an embedding head (alone, or beside the CNN): every class is embedded and
+    the training set carries each window's vector."""
+    return cfg.train.model_name == "embed_head" or bool(cfg.train.head.enabled)
+
+
+def embedder_description(cfg: DictConfig, identity: dict[str, Any]) -> dict[str, Any]:
+    """What a head's checkpoint records to make its embedder again at inference: the configured options
+    (less stage-level ones) and the identity of the embeddings it was trained on."""
+    opts = OmegaConf.to_container(cfg.embedder, resolve=True)
+    opts.pop("progress", None)
+    return {"config": opts, "identity": identity}
 
 
 def curated_by_model(cfg: DictConfig) -> list[str]:

@@ -25,10 +25,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from hawk.classes import NOISE
-from hawk.db import SpecDB
 from hawk.dedup import read_exclude, read_groups
-from hawk.embed.store import check_same_embedder, load_embeddings
-from hawk.errors import HawkError
+from hawk.embed.store import check_same_embedder, vectors_by_window
 from hawk.settings import from_mapping
 from hawk.window_score import ScoreSettings, Window, groups_of, out_of_fold, relative_scores, write_scores
 from stages._cli import class_list, curated_by_model, load_config, parser, run
@@ -53,18 +51,13 @@ def main() -> None:
     exclude = read_exclude(Path(cfg.paths.dedup) / "exclude.csv")
     windows, vectors, labels, idents = [], [], [], {}
     for ci, code in enumerate(codes):
-        path = Path(cfg.paths.embeddings) / f"{code}.npz"
-        emb = load_embeddings(path)
-        if emb.meta.get("unused"):
-            raise HawkError(f"{path}: class {code} was not embedded; run `dvc repro embed@{code}`")
-        idents[str(path)] = emb.embedder
-        vec = dict(zip(emb.ids.tolist(), emb.vectors))
-        with SpecDB(Path(cfg.paths.db) / f"{code}.db") as db:
-            for r in db.spectrograms():
-                if (code, r.filename) not in exclude and r.id in vec:
-                    windows.append(Window(code, r.filename, r.offset))
-                    vectors.append(vec[r.id])
-                    labels.append(ci)
+        emb_path = Path(cfg.paths.embeddings) / f"{code}.npz"
+        vec, idents[str(emb_path)] = vectors_by_window(Path(cfg.paths.db) / f"{code}.db", emb_path)
+        for (file, offset), v in vec.items():
+            if (code, file) not in exclude:
+                windows.append(Window(code, file, offset))
+                vectors.append(v)
+                labels.append(ci)
     check_same_embedder(idents)
     keep_all = set(cfg.select.unattended.keep_all)
     labels_arr = np.array(labels)

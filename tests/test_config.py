@@ -166,3 +166,9 @@ def test_a_mistyped_key_inside_a_class_is_refused():
 
     with pytest.raises(ClassConfigError, match=r"class 'AMRO': unknown key\(s\) max_recordigns"):
         parse_classes({"AMRO": {"name": "American Robin", "max_recordigns": 5, "sources": []}})
+
+
+def test_every_preset_names_itself_for_tracking():
+    assert composed()["tracking"]["preset"] is None
+    for preset in (ROOT / "conf" / "experiment").glob("*.yaml"):
+        assert composed(f"experiment={preset.stem}")["tracking"]["preset"] == preset.stem

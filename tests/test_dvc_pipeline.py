@@ -66,6 +66,8 @@ def repo(tmp_path_factory) -> Path:
 
 def test_fresh_repro_builds_every_class_then_does_nothing(repo):
     out = sh(repo, "dvc", "repro")
+    longest = max(out.splitlines(), key=len)
+    assert len(longest) <= 300 and "\r" not in out, longest  # progress in a log: lines, not bar frames
     codes = CODES
     assert {f"download@{c}" for c in codes} | {f"extract@{c}" for c in codes} <= ran(out)
     for c in codes:
@@ -97,18 +99,29 @@ def test_fresh_repro_builds_every_class_then_does_nothing(repo):
 
 def test_experiments_runs_and_queued_sweeps(repo):
     # right after the demo run: a training setting reruns training and what follows, nothing upstream
-    out = sh(repo, "dvc", "exp", "run", "-S", "train.lr=0.001")
+    sh(repo, "dvc", "exp", "run", "--queue", "-n", "lr-low", "-S", "train.lr=0.001")
+    sh(repo, "dvc", "exp", "run", "--queue", "-n", "lr-high", "-S", "train.lr=0.002")
+    out = sh(repo, "dvc", "exp", "run", "--run-all")
     assert "train" in ran(out) and not {s for s in ran(out) if s.startswith((*UPSTREAM, "pickle"))}
-    sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.lr=0.002")
-    sh(repo, "dvc", "exp", "run", "--run-all")
     table = sh(repo, "dvc", "exp", "show", "--csv")
     assert "val_macro_ap" in table and "0.001" in table and "0.002" in table
     import mlflow
 
-    runs = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}").search_runs(
-        [mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}").get_experiment_by_name("hawk").experiment_id])
-    lrs = {r.data.params.get("train.lr") for r in runs}
-    assert {"0.001", "0.002"} <= lrs  # queued runs report to the project's MLflow store too
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("hawk").experiment_id])
+    by_lr = {r.data.params.get("train.lr"): r for r in runs}
+    assert {"0.001", "0.002"} <= set(by_lr)  # queued runs report to the project's MLflow store too
+    specs = json.loads((repo / "data" / "specs" / "meta.json").read_text())["data"]["specs_sha256"]
+    baseline = sh(repo, "git", "rev-parse", "HEAD").strip()
+    for lr, name in (("0.001", "lr-low"), ("0.002", "lr-high")):
+        run = by_lr[lr]
+        assert run.info.run_name == f"{name}-custom_hgnet_1"  # what `dvc exp show` calls it, then the model
+        tags = run.data.tags
+        assert tags["dvc.experiment"] == name and tags["dvc.baseline"] == baseline
+        assert tags["hawk.train_data"] == specs and tags["hawk.preset"] == "none" and tags["hawk.version"]
+        assert len(tags["hawk.classes"]) == 64
+    plain = [r for r in runs if "dvc.experiment" not in r.data.tags]  # the demo's own `dvc repro` run
+    assert plain and plain[0].info.run_name == f"default-{specs[:7]}-custom_hgnet_1"
 
 
 def test_adding_a_class_runs_only_that_class(repo):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hawk.audio import read_mono
+from hawk.audio import iter_mono, read_mono
 from hawk.errors import HawkError
 
 
@@ -42,6 +42,41 @@ class Embedder(ABC):
         """Inputs for segments of one recording starting at ``offsets`` seconds."""
         signal = read_mono(path, self.sample_rate)
         return self.inputs_from_signal(signal, offsets)
+
+    def embed_file(self, path: str | Path, offsets: list[float], batch_size: int = 64) -> np.ndarray:
+        """Unit-length vectors of the segments of ``path`` at ``offsets`` (ascending), as the embed
+        stage makes them. Audio embedders stream the recording, so a long one needs only a batch of
+        segments in memory."""
+        from hawk.embed.store import normalise
+
+        if self.kind != "audio" or not offsets:
+            inputs = self.inputs_at(path, offsets)
+            return np.concatenate([normalise(self.embed(inputs[i : i + batch_size]))
+                                   for i in range(0, len(inputs), batch_size)] or [np.zeros((0, self.dim), np.float32)])
+        n = int(round(self.segment_len * self.sample_rate))
+        starts = [int(round(o * self.sample_rate)) for o in offsets]
+        _, blocks = iter_mono(path, self.sample_rate)
+        buf, buf_start, out, batch, k = np.zeros(0, np.float32), 0, [], [], 0
+
+        def cut(final: bool) -> None:
+            nonlocal k
+            while k < len(starts) and (final or starts[k] + n <= buf_start + len(buf)):
+                clip = buf[max(starts[k] - buf_start, 0):][:n]
+                batch.append(np.pad(clip, (0, n - len(clip))))  # a segment running past the end is zero-padded
+                k += 1
+                if len(batch) == batch_size:
+                    out.append(normalise(self.embed(np.stack(batch))))
+                    batch.clear()
+
+        for block in blocks:
+            buf = np.concatenate([buf, block])
+            cut(False)
+            keep = (starts[k] - buf_start) if k < len(starts) else len(buf)
+            buf, buf_start = buf[keep:], buf_start + keep
+        cut(True)
+        if batch:
+            out.append(normalise(self.embed(np.stack(batch))))
+        return np.concatenate(out)
 
     def inputs_from_signal(self, signal: np.ndarray, offsets: list[float]) -> np.ndarray:
         n = int(round(self.segment_len * self.sample_rate))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hawk.db import SpecDB
 from hawk.embed.base import EmbedderError
 from hawk.fsutil import atomic_open
 
@@ -50,6 +51,20 @@ def load_embeddings(path: str | Path) -> Embeddings:
         raise EmbedderError(f"{path}: no embeddings file; run the embed stage first") from None
     except Exception as e:
         raise EmbedderError(f"{path}: not a hawk embeddings file ({type(e).__name__}: {e})") from e
+
+
+def vectors_by_window(db_path: str | Path, emb_path: str | Path) -> tuple[dict[tuple[str, float], np.ndarray],
+                                                                          dict[str, Any]]:
+    """A class's embeddings keyed by window, (recording file, offset), and the embedder that made them;
+    spectrograms the embedder skipped (an unreadable recording) are absent. A store the embed stage
+    left empty because nothing needed it is an error naming the class."""
+    emb = load_embeddings(emb_path)
+    if emb.meta.get("unused"):
+        raise EmbedderError(f"{emb_path}: class {emb.meta.get('code')} was not embedded; run "
+                            f"`dvc repro embed@{emb.meta.get('code')}`")
+    vec = dict(zip(emb.ids.tolist(), emb.vectors))
+    with SpecDB(db_path) as db:
+        return {(f, o): vec[i] for i, f, o in db.windows() if i in vec}, emb.embedder
 
 
 def check_same_embedder(items: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -19,8 +19,10 @@ from torch.utils.data import DataLoader
 
 from hawk.augment import AugmentSettings, Augmenter
 from hawk.ckpt import class_codes, load_checkpoint, model_from_checkpoint, save_checkpoint
+from hawk.embed_head import HeadSettings
 from hawk.fsutil import atomic_open
 from hawk.models import count_parameters, create_model
+from hawk.progress import is_terminal
 from hawk.settings import from_mapping
 from hawk.specset import SpecSet
 from hawk.training.data import SpecDataset, make_splits
@@ -53,11 +55,13 @@ class TrainSettings:
     freeze_backbone: bool = False  # train the head only
     bn_recalibrate_batches: int = 20  # batch-norm statistics re-estimated on this many batches (0: off)
     augment: AugmentSettings = field(default_factory=AugmentSettings)
+    head: HeadSettings = field(default_factory=HeadSettings)
 
     @classmethod
     def from_mapping(cls, cfg: dict[str, Any]) -> "TrainSettings":
         data = dict(cfg)
         data["augment"] = AugmentSettings.from_mapping(data.get("augment") or {})
+        data["head"] = from_mapping(HeadSettings, data.get("head") or {}, "train.head")
         return from_mapping(cls, data, "train")
 
 
@@ -80,7 +84,15 @@ class Tracking:
     mlflow_uri: str = "sqlite:///mlflow.db"
     experiment: str = "hawk"
     tensorboard_dir: str = "logs"
-    run_name: str | None = None
+    run_name: str | None = None  # the runs' common name (a DVC experiment's); see run_name
+    preset: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)  # set on every run
+
+    def run_name_for(self, model: str, fold: int, folds: int, data_sha: str) -> str:
+        """What tells a run apart in the MLflow UI: the common name, else the preset and a short hash
+        of the training set; then the model and, with k folds, the fold."""
+        base = self.run_name or f"{self.preset or 'default'}-{data_sha[:7]}"
+        return f"{base}-{model}" + (f"-f{fold}" if folds > 1 else "")
 
 
 @dataclass
@@ -91,6 +103,7 @@ class FoldResult:
     seconds: float
     samples: int
     run_id: str | None
+    model: str = ""
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -221,10 +234,21 @@ class _Recorder(L.Callback):
         self.checkpoints.append(path)
 
 
+class _EpochLine(L.Callback):
+    """In a log (not a terminal), one line per epoch instead of Lightning's carriage-return bar."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and k != "lr"}
+            print(f"train: epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in sorted(m.items())), flush=True)
+
+
 def _loggers(tracking: Tracking, fold: int, run_name: str) -> list:
     from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 
-    return [MLFlowLogger(experiment_name=tracking.experiment, tracking_uri=tracking.mlflow_uri, run_name=run_name),
+    return [MLFlowLogger(experiment_name=tracking.experiment, tracking_uri=tracking.mlflow_uri, run_name=run_name,
+                         tags=dict(tracking.tags)),
             TensorBoardLogger(save_dir=tracking.tensorboard_dir, name=f"fold-{fold}")]
 
 
@@ -241,6 +265,7 @@ def train(specset_dir: Path, s: TrainSettings, t: TrainerSettings, tracking: Tra
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(t.precision, t.accelerator)
     workers = resolve_workers(s.num_workers, t.accelerator)
+    bar = t.progress and is_terminal()
     results = []
     for fold, (train_idx, val_idx) in enumerate(splits):
         L.seed_everything(s.seed + fold, workers=True, verbose=False)
@@ -253,7 +278,7 @@ def train(specset_dir: Path, s: TrainSettings, t: TrainerSettings, tracking: Tra
                               generator=torch.Generator().manual_seed(s.seed + fold), **loader_args)
         val_dl = DataLoader(SpecDataset(specset, val_idx), shuffle=False, **loader_args) if len(val_idx) else None
         prefix = f"{model_name}" + (f"-f{fold}" if len(splits) > 1 else "")
-        run_name = tracking.run_name or prefix
+        run_name = tracking.run_name_for(model_name, fold, len(splits), specset.meta["data"]["specs_sha256"])
         meta = {"model_name": model_name, "classes": list(zip(specset.class_names, codes)),
                 "spec_settings": specset.meta["spec_settings"], "data": specset.meta["data"],
                 "extra": {"train": json.loads(json.dumps(asdict(s), default=str)),
@@ -263,9 +288,10 @@ def train(specset_dir: Path, s: TrainSettings, t: TrainerSettings, tracking: Tra
         trainer = L.Trainer(
             max_epochs=s.num_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
             strategy=t.strategy, precision=precision, deterministic=t.deterministic, logger=loggers,
-            callbacks=[_SetEpoch(train_ds), recorder], enable_checkpointing=False, num_sanity_val_steps=0,
+            callbacks=[_SetEpoch(train_ds), recorder] + ([_EpochLine()] if t.progress and not bar else []),
+            enable_checkpointing=False, num_sanity_val_steps=0,
             log_every_n_steps=max(1, min(50, math.ceil(len(train_idx) / s.batch_size))),
-            enable_progress_bar=t.progress, enable_model_summary=False,
+            enable_progress_bar=bar, enable_model_summary=False,
             limit_train_batches=t.limit_train_batches if t.limit_train_batches <= 1 else int(t.limit_train_batches))
         if trainer.is_global_zero:
             flat = {**(params or {}), "fold": fold, "train_spectrograms": len(train_idx),
@@ -281,30 +307,34 @@ def train(specset_dir: Path, s: TrainSettings, t: TrainerSettings, tracking: Tra
         seconds = time.perf_counter() - start
         run_id = getattr(loggers[0], "run_id", None) if trainer.is_global_zero else None
         results.append(FoldResult(fold, recorder.epochs, recorder.checkpoints, seconds,
-                                  len(train_idx) * s.num_epochs, run_id))
+                                  len(train_idx) * s.num_epochs, run_id, model_name))
     return results
 
 
 def write_outputs(results: list[FoldResult], metrics_json: Path, epochs_csv: Path, plot_png: Path,
                   tracking: Tracking) -> dict[str, Any]:
     """DVC metrics (final epoch, averaged over folds), per-epoch curves as CSV and PNG; the PNG and the
-    checkpoints are logged to each fold's MLflow run."""
-    finals = [r.epochs[-1] for r in results if r.epochs]
-    keys = sorted({k for f in finals for k in f} - {"fold", "epoch"})
-    summary: dict[str, Any] = {k: float(np.nanmean([f.get(k, np.nan) for f in finals])) for k in keys}
-    summary["folds"] = len(results)
-    summary["spectrograms_per_s"] = sum(r.samples for r in results) / max(sum(r.seconds for r in results), 1e-9)
+    checkpoints are logged to each fold's MLflow run. An embedding head trained beside a CNN reports
+    its metrics as ``head_<metric>``."""
+    main = [r for r in results if r.model == results[0].model] if results else []
+    summary: dict[str, Any] = {}
+    for prefix, group in (("", main), ("head_", [r for r in results if r.model != main[0].model])):
+        finals = [r.epochs[-1] for r in group if r.epochs]
+        keys = sorted({k for f in finals for k in f} - {"fold", "epoch", "model"})
+        summary.update({f"{prefix}{k}": float(np.nanmean([f.get(k, np.nan) for f in finals])) for k in keys})
+    summary["folds"] = len(main)
+    summary["spectrograms_per_s"] = sum(r.samples for r in main) / max(sum(r.seconds for r in main), 1e-9)
     summary["checkpoints"] = [str(p) for r in results for p in r.checkpoints]
     summary["mlflow_run_ids"] = [r.run_id for r in results]
     summary = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
     with atomic_open(metrics_json, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
-    cols = ["fold", "epoch", "train_loss", "val_loss", "val_macro_ap", "val_micro_ap", "lr", "data_wait_share"]
+    cols = ["model", "fold", "epoch", "train_loss", "val_loss", "val_macro_ap", "val_micro_ap", "lr", "data_wait_share"]
     with atomic_open(epochs_csv, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, cols, extrasaction="ignore")
         w.writeheader()
         for r in results:
-            w.writerows(r.epochs)
+            w.writerows({"model": r.model, **e} for e in r.epochs)
     _plot_curves(results, plot_png)
     import mlflow
 
@@ -328,7 +358,7 @@ def _plot_curves(results: list[FoldResult], path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     for r in results:
         ep = [e["epoch"] for e in r.epochs]
-        tag = f" (fold {r.fold})" if len(results) > 1 else ""
+        tag = f" ({r.model}, fold {r.fold})" if len(results) > 1 else ""
         a.plot(ep, [e.get("train_loss", np.nan) for e in r.epochs], "-o", label=f"train{tag}")
         if any("val_loss" in e for e in r.epochs):
             a.plot(ep, [e.get("val_loss", np.nan) for e in r.epochs], "-s", label=f"validation{tag}")

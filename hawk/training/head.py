@@ -1,0 +1,70 @@
+"""Training the embedding head per fold: the CNN's splits and class weights, MLflow runs, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hawk.embed_head import NAME, HeadError, save_head, train_head
+from hawk.specset import SpecSet
+from hawk.training.data import make_splits
+from hawk.training.module import class_weights
+from hawk.training.run import FoldResult, Tracking, TrainSettings
+
+
+def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_dir: Path,
+                params: dict[str, Any] | None = None) -> list[FoldResult]:
+    """One head per fold (the CNN's split, so validation metrics compare), saved to ``ckpt_dir`` as
+    ``embed_head[-f<fold>].ckpt``. Rows whose recording the embedder skipped are left out."""
+    specset = SpecSet.open(specset_dir)
+    x = specset.vectors()
+    has = np.linalg.norm(x, axis=1) > 0
+    if not has.any():
+        raise HeadError(f"{specset_dir}: no training window has an embedding")
+    codes = specset.class_codes
+    splits = make_splits(specset.groups, specset.labels, s.val_portion, s.num_folds, s.seed)
+    weights = (class_weights(specset.labels[has], len(codes), s.class_weight_power) if s.use_class_weights
+               else np.ones(len(codes), np.float32))
+    classes = list(zip(specset.class_names, codes))
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for fold, (train_idx, val_idx) in enumerate(splits):
+        train_idx, val_idx = train_idx[has[train_idx]], val_idx[has[val_idx]]
+        start = time.perf_counter()
+        run = train_head(x, specset.labels, train_idx, val_idx, len(codes), weights, s.head, s.label_smoothing,
+                         s.seed + fold)
+        name = NAME + (f"-f{fold}" if len(splits) > 1 else "")
+        run_id = _log_run(tracking, tracking.run_name_for(NAME, fold, len(splits), specset.meta["data"]["specs_sha256"]),
+                          run.epochs, {
+            **(params or {}), "fold": fold, "train_spectrograms": len(train_idx), "val_spectrograms": len(val_idx),
+            "windows_without_embedding": int((~has).sum())})
+        path = save_head(ckpt_dir / f"{name}.ckpt", run, classes, specset.meta,
+                         {"train": json.loads(json.dumps(asdict(s), default=str)), "fold": fold, "mlflow_run_id": run_id,
+                          "parameters": sum(p.numel() for p in run.model.parameters())})
+        results.append(FoldResult(fold, [{"fold": fold, **e} for e in run.epochs], [path],
+                                  time.perf_counter() - start, len(train_idx) * s.head.steps, run_id, NAME))
+    return results
+
+
+def _log_run(tracking: Tracking, run_name: str, epochs: list[dict[str, float]], params: dict[str, Any]) -> str:
+    """An MLflow run holding the head's parameters and per-step metrics, in one batch."""
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    mlflow.set_tracking_uri(tracking.mlflow_uri)
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(tracking.experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(tracking.experiment)
+    run = client.create_run(exp_id, run_name=run_name, tags=dict(tracking.tags))
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, int(e["epoch"])) for e in epochs for k, v in e.items() if k != "epoch"]
+    items = [Param(k, str(v)[:500]) for k, v in params.items()]
+    for i in range(0, max(len(items), len(metrics)), 100):
+        client.log_batch(run.info.run_id, metrics=metrics[i : i + 100], params=items[i : i + 100])
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id

@@ -1,0 +1,120 @@
+"""The embedding head on real BirdNET embeddings of a real training database: the training set carries
+each window's vector, the head trains, saves, loads, infers the way it was trained, and joins an
+ensemble with a CNN."""
+
+import numpy as np
+import pytest
+import torch
+
+from hawk.ckpt import load_checkpoint, save_checkpoint
+from hawk.download.demo import synth_recording, write_audio
+from hawk.embed import create_embedder
+from hawk.embed.run import embed_class
+from hawk.embed.store import vectors_by_window
+from hawk.infer import Ensemble, EnsembleError, score_files
+from hawk.models import create_model
+from hawk.specset import SpecSet, SpecSetError, build_specset
+from hawk.training.head import train_heads
+from hawk.training.run import Tracking, TrainSettings, write_outputs
+from tests.conftest import DEMO_CLASSES
+
+CLASSES = [(name, code) for name, code, _ in DEMO_CLASSES]
+
+
+@pytest.fixture(scope="module")
+def project(train_db, tmp_path_factory):
+    """Every class embedded by BirdNET and a training set with the vectors."""
+    root = train_db.parent
+    out = tmp_path_factory.mktemp("head")
+    birdnet = create_embedder("birdnet", threads=1)
+    by_code = {}
+    for _, code in CLASSES:
+        emb = out / f"{code}.npz"
+        embed_class(root / f"{code}.db", root / "recordings" / code, birdnet, emb, out / f"{code}.csv", code,
+                    show_progress=False)
+        by_code[code], _ = vectors_by_window(root / f"{code}.db", emb)
+    desc = {"config": {"name": "birdnet", "threads": 1, "batch_size": 1}, "identity": birdnet.identity()}
+    build_specset(train_db, CLASSES, out / "specs", show_progress=False, vectors=(by_code, desc))
+    return out, by_code, birdnet
+
+
+@pytest.fixture(scope="module")
+def trained(project, tmp_path_factory):
+    out, _, _ = project
+    d = tmp_path_factory.mktemp("headrun")
+    tracking = Tracking(mlflow_uri=f"sqlite:///{d}/mlflow.db", tensorboard_dir=str(d / "logs"))
+    s = TrainSettings(model_name="embed_head", val_portion=0.25)
+    return train_heads(out / "specs", s, tracking, d / "ckpt"), tracking, d
+
+
+def test_training_set_carries_each_windows_embedding(project, train_db, tmp_path):
+    out, by_code, _ = project
+    ss = SpecSet.open(out / "specs")
+    x = ss.vectors()
+    assert x.shape == (len(ss), 1024) and ss.meta["vectors_missing"] == 0
+    for i in (0, len(ss) // 2, len(ss) - 1):
+        row = ss.rows[i]
+        assert np.array_equal(x[i], by_code[row["code"]][(row["file"], float(row["offset"]))])
+    assert ss.meta["embedder"]["identity"] == {"name": "birdnet", "version": "2.4", "dim": 1024}
+    build_specset(train_db, CLASSES, tmp_path / "plain", show_progress=False)
+    with pytest.raises(SpecSetError, match="no embeddings.*embed_head"):
+        SpecSet.open(tmp_path / "plain").vectors()
+
+
+def test_head_trains_saves_and_is_tracked(trained):
+    results, tracking, d = trained
+    (r,) = results
+    assert r.model == "embed_head" and r.checkpoints == [d / "ckpt" / "embed_head.ckpt"]
+    assert r.epochs[-1]["val_macro_ap"] > 0.9  # whistles, chirps and noise are easy for BirdNET
+    assert r.epochs[-1]["train_loss"] < r.epochs[0]["train_loss"]
+    ckpt = load_checkpoint(r.checkpoints[0])
+    assert ckpt["model_name"] == "embed_head" and ckpt["extra"]["head"] == {"in_dim": 1024, "hidden": 0, "dropout": 0.0}
+    assert ckpt["extra"]["embedder"]["config"]["name"] == "birdnet"
+    summary = write_outputs(results, d / "train.json", d / "epochs.csv", d / "curves.png", tracking)
+    assert summary["val_macro_ap"] == r.epochs[-1]["val_macro_ap"]
+    import mlflow
+
+    run = mlflow.MlflowClient(tracking.mlflow_uri).get_run(r.run_id)
+    assert run.data.metrics["val_macro_ap"] == pytest.approx(r.epochs[-1]["val_macro_ap"])
+    assert run.data.params["train_spectrograms"] == str(r.samples // 300)
+
+
+def test_head_infers_as_it_was_trained(trained, project, train_db, tmp_path):
+    results, _, _ = trained
+    _, by_code, birdnet = project
+    ens = Ensemble.load(results[0].checkpoints[0], "cpu")
+    assert ens.members == 1 and not ens.models and ens.embedder.identity() == birdnet.identity()
+    # the segments infer embeds are the vectors the embed stage stored for training
+    rec = sorted((train_db.parent / "recordings" / "RIWH").iterdir())[0]
+    stored = {o: v for (f, o), v in by_code["RIWH"].items() if f == rec.name}
+    offsets = sorted(stored)
+    assert np.allclose(ens.embedder.embed_file(rec, offsets, batch_size=2), np.stack([stored[o] for o in offsets]),
+                       atol=1e-5)
+    write_audio(tmp_path / "whistle.wav", synth_recording("whistle", 7, 9.0, 44100), 44100)
+    write_audio(tmp_path / "chirp.flac", synth_recording("chirp", 7, 9.0, 32000), 32000)
+    run = score_files(sorted(tmp_path.iterdir()), ens, overlap=1.5)
+    got = {f.path.name: f.scores.mean(axis=0) for f in run.files}
+    assert got["whistle.wav"].argmax() == ens.codes.index("RIWH")
+    assert got["chirp.flac"].argmax() == ens.codes.index("FACH")
+
+
+def test_head_joins_an_ensemble_with_a_cnn(trained, tmp_path):
+    results, _, _ = trained
+    (tmp_path / "embed_head.ckpt").write_bytes(results[0].checkpoints[0].read_bytes())
+    torch.manual_seed(0)
+    settings = load_checkpoint(results[0].checkpoints[0])["spec_settings"]  # the training set's
+    save_checkpoint(tmp_path / "cnn.ckpt", "custom_hgnet_1", create_model("custom_hgnet_1", 3), CLASSES, settings)
+    write_audio(tmp_path / "rec.wav", synth_recording("chirp", 3, 6.0, 32000), 32000)
+    run = score_files([tmp_path / "rec.wav"], Ensemble.load(tmp_path, "cpu"), overlap=0)
+    singles = [score_files([tmp_path / "rec.wav"], Ensemble.load(tmp_path / n, "cpu"), overlap=0).files[0].scores
+               for n in ("cnn.ckpt", "embed_head.ckpt")]
+    assert np.allclose(run.files[0].scores, (singles[0] + singles[1]) / 2, atol=1e-5)
+
+
+def test_a_head_from_another_embedder_is_refused(trained, tmp_path):
+    results, _, _ = trained
+    ckpt = load_checkpoint(results[0].checkpoints[0])
+    ckpt["extra"]["embedder"]["identity"]["version"] = "3.0"
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    with pytest.raises(EnsembleError, match=r"old.ckpt.*trained on .*3\.0.* embeddings"):
+        Ensemble.load(tmp_path / "old.ckpt", "cpu")
