@@ -15,7 +15,7 @@ export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test params install lock check-lock
+.PHONY: demo test params install lock check-lock docs
 
 # uv itself comes from tools/bootstrap.txt, pinned with its hash.
 $(UV): tools/bootstrap.txt
@@ -47,3 +47,7 @@ test: $(BIN)/.installed
 
 params: $(BIN)/.installed
 	$(BIN)/python -m stages.compose
+
+docs: $(BIN)/.installed
+	$(BIN)/python benchmarks/report.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

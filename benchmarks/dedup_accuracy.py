@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from hawk.dedup import FingerprintSettings, Recording, find_duplicates, load_recordings  # noqa: E402
 from hawk.extract import extract_class  # noqa: E402
 from hawk.spectrogram import SpecSettings  # noqa: E402
+from results import record  # noqa: E402
 from tests.dedup_fixture import CALLS, pairs, plant  # noqa: E402
 
 
@@ -56,6 +57,9 @@ def main() -> None:
     for d in dups:
         print(f"  {d.kept.code}/{d.kept.filename} <- {d.duplicate.code}/{d.duplicate.filename}  "
               f"d={d.distance:.3f}  {d.reason}")
+    figures = {"recordings": len(recs), "pairs_planted": len(expected), "pairs_found": len(found), "correct": hit,
+               "precision": round(hit / max(len(found), 1), 3), "recall": round(hit / len(expected), 3),
+               "seconds": round(seconds, 2)}
     if args.scale:
         fps = s.sample_rate / s.hop_length / 4
         rng = np.random.default_rng(0)
@@ -65,6 +69,9 @@ def main() -> None:
         found = find_duplicates(recs, fps, show_progress=False)
         print(f"compare {args.scale} recordings of 10-120 s: {time.perf_counter() - t:.1f} s "
               f"({len(found)} false duplicates)")
+        figures[f"compare_{args.scale}_random_recordings_seconds"] = round(time.perf_counter() - t, 1)
+    record("dedup-accuracy", "Duplicate finding: planted copies of every kind", figures,
+           command=f"python benchmarks/dedup_accuracy.py --scale {args.scale}")
 
 
 if __name__ == "__main__":

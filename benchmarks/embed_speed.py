@@ -19,6 +19,7 @@ from hawk.embed import create_embedder
 from hawk.embed.run import embed_class
 from hawk.extract import extract_class
 from hawk.spectrogram import SpecSettings
+from results import record
 
 
 def main() -> None:
@@ -33,12 +34,16 @@ def main() -> None:
         for i in range(args.recordings):
             write_audio(rec / f"r{i}.flac", synth_recording("warble", i, args.seconds, 44100), 44100)
         extract_class(rec, root / "X.db", root / "x.csv", "X", "X", SpecSettings(), show_progress=False)
+        rates = {}
         for threads in (1, os.cpu_count() or 1):
             emb = create_embedder("birdnet", threads=threads)
             out = root / f"X{threads}.npz"
             res = embed_class(root / "X.db", rec, emb, out, root / "r.csv", "X", show_progress=False)
             print(f"birdnet, {threads} thread(s): {res.embedded} spectrograms in {res.seconds:.1f} s = "
                   f"{res.embedded / res.seconds:.1f} spectrograms/s ({res.seconds / res.embedded * 1000:.0f} ms each)")
+            rates[f"birdnet_{threads}_threads_spectrograms_per_s"] = round(res.embedded / res.seconds, 1)
+    record("embed-speed", "BirdNET embedding speed", {**rates, "recordings": args.recordings, "seconds_each": args.seconds},
+           command="python benchmarks/embed_speed.py", notes="Audio reading included; BirdNET v2.4 (CC BY-NC-SA 4.0).")
 
 
 if __name__ == "__main__":

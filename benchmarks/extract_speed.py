@@ -27,6 +27,7 @@ import torchaudio
 from hawk.download.demo import synth_recording, write_audio
 from hawk.extract import extract_class
 from hawk.spectrogram import SpecSettings
+from results import record
 
 
 def floor(paths: list[Path], s: SpecSettings) -> tuple[int, float]:
@@ -71,6 +72,7 @@ def hour_rss(tmp: Path, minutes: float) -> None:
     )
     n, secs, rss = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     print(f"{minutes:.0f}-minute recording, 1 worker: {n} spectrograms in {secs} s, peak RSS {rss} MiB")
+    return int(rss)
 
 
 def main() -> None:
@@ -81,6 +83,7 @@ def main() -> None:
     p.add_argument("--minutes-long", type=float, default=60.0, help="length of the --hour recording")
     args = p.parse_args()
     s = SpecSettings()
+    figures, anchor = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for fmt, sr in (("wav", 44100), ("mp3", 44100)):
@@ -91,13 +94,18 @@ def main() -> None:
             paths = sorted(folder.iterdir())
             n, t = floor(paths, s)
             print(f"{fmt}: floor (1 core, bare steps): {n / t:6.1f} spectrograms/s ({1000 * t / n:.1f} ms each)")
+            anchor[f"{fmt}_floor_1_core_spectrograms_per_s"] = round(n / t, 1)
             torch.set_num_threads(1)  # "1 worker" means one core
             for workers in (1, 0):
                 n2, t2 = hawk_rate(folder, s, workers)
                 label = "1 worker" if workers == 1 else "all cores"
                 print(f"{fmt}: hawk extract, {label:9}: {n2 / t2:6.1f} spectrograms/s ({n2} in {t2:.1f} s)")
+                figures[f"{fmt}_{label.replace(' ', '_')}_spectrograms_per_s"] = round(n2 / t2, 1)
         if args.hour:
-            hour_rss(tmp, args.minutes_long)
+            figures[f"peak_rss_mib_{args.minutes_long:.0f}_minute_recording"] = hour_rss(tmp, args.minutes_long)
+    record("extract-speed", "Extraction throughput (HawkEars v1 settings)", figures, anchor,
+           command="python benchmarks/extract_speed.py" + (" --hour" if args.hour else ""),
+           notes="The anchor is the floor: decode, resample, one mel pass and slicing on one core, in the same run.")
 
 
 if __name__ == "__main__":

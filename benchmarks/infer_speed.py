@@ -23,6 +23,7 @@ from hawk.download.demo import synth_recording, write_audio
 from hawk.infer import Ensemble, find_recordings, score_files
 from hawk.models import create_model
 from hawk.spectrogram import SpecSettings
+from results import record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,6 +59,10 @@ def main() -> None:
                        env={"PYTHONPATH": str(ROOT), "PATH": str(Path(sys.executable).parent)})
         wall = time.perf_counter() - start
         print(f"whole command: {wall:.1f} s = {audio / wall:.0f}x real time, start-up included")
+    record("infer-speed", f"Inference speed, {args.model} x {args.models}, 3 s segments, 1.5 s overlap",
+           {"audio_seconds": audio, "scoring_x_real_time": round(audio / run.seconds, 1),
+            "whole_command_x_real_time": round(audio / wall, 1), "whole_command_seconds": round(wall, 1)},
+           command=f"python benchmarks/infer_speed.py --models {args.models} --model {args.model}")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ no outputs), declares the kit's classes as local sources and its soundscapes as 
   stored activity each tell windows with a call from empty ones (ROC-AUC), the share of kept windows
   that hold no call, and the share of windows with a call that were lost.
 
-    python benchmarks/quality.py [--work /tmp/hawk-quality] [--set select.activity.enabled=false ...]
-                                 [--json results.json] [--recordings 7 --soundscapes 12]
+    python benchmarks/quality.py [--work /tmp/hawk-quality] [--set select.unattended.by=activity ...]
+                                 [--name quality-kit] [--recordings 7 --soundscapes 12]
+
+The result goes to benchmarks/results/<name>.json (docs/benchmarks.md is made from it).
 
 It is a benchmark, run by hand (about 10-30 minutes on 2 cores), not a test.
 """
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from kit import make_kit  # noqa: E402
+from results import record  # noqa: E402
 
 COPY = ("hawk", "stages", "conf", "dvc.yaml", ".dvcignore", ".dvc/config", "pyproject.toml")
 
@@ -187,7 +190,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", type=Path, default=Path("/tmp/hawk-quality"))
     p.add_argument("--set", dest="overrides", action="append", default=[], help="a Hydra override (repeatable)")
-    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--name", default="quality-kit", help="benchmarks/results/<name>.json")
     p.add_argument("--recordings", type=int, default=7)
     p.add_argument("--soundscapes", type=int, default=12)
     args = p.parse_args()
@@ -226,8 +229,8 @@ def main() -> None:
               "per_class_ap": {r["code"]: r.get("ap") for r in per_class if r.get("annotated") in ("True", "true", "1")},
               **dropped_calls(repo, kit / "truth.csv"), "selection": selection_quality(repo, kit / "truth.csv")}
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    record(args.name, f"Quality on the benchmark kit ({' '.join(args.overrides) or 'defaults'})", result,
+           command=f"python benchmarks/quality.py {' '.join('--set ' + o for o in args.overrides)}".strip())
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from hawk.infer import Ensemble, iter_scores
 from hawk.models import create_model
 from hawk.ray_engine import RayEngine
 from hawk.spectrogram import SpecSettings
+from results import record
 
 
 def timed(results) -> tuple[float, float, int]:
@@ -78,9 +79,15 @@ def main() -> None:
         print(f"{args.files} recordings, {hours * 60:.0f} min of audio\n")
         print(f"{'engine':<20} {'infer job':>10} {'steady':>8} {'x real time':>12} {'vs local':>9} "
               f"{'extract':>9} {'vs local':>9}")
+        figures = {}
         for name, (ij, isteady, _), (ej, _, _) in rows:
             print(f"{name:<20} {ij:>9.1f}s {isteady:>7.1f}s {hours * 3600 / ij:>11.0f}x {base_i / ij:>8.2f}x "
                   f"{ej:>8.1f}s {base_e / ej:>8.2f}x")
+            figures[name] = {"infer_job_s": round(ij, 1), "infer_first_to_last_s": round(isteady, 1),
+                             "infer_x_real_time": round(hours * 3600 / ij), "extract_s": round(ej, 1)}
+        local = figures.pop("local")
+        record("ray-scale", f"Ray engine against the local engine ({args.files} one-minute recordings)", figures,
+               {"local": local}, command="python benchmarks/ray_scale.py")
 
 
 if __name__ == "__main__":

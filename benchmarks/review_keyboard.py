@@ -22,6 +22,7 @@ from hawk.extract import extract_class
 from hawk.plot import plot_db
 from hawk.review import ImageFolder, ReviewServer
 from hawk.spectrogram import SpecSettings
+from results import record
 
 
 def build(root: Path, n: int) -> ImageFolder:
@@ -78,6 +79,9 @@ def main() -> None:
         on_disk = len(list((folder.path / "rejected").iterdir()))
     print(f"{args.n} matches: page load {load:.2f} s; arrow {arrows * 1000:.1f} ms; reject {rejects * 1000:.1f} ms "
           f"(POST + rename + redraw); undo {undos * 1000:.1f} ms; {on_disk} rejected on disk (expected 30)")
+    record("review-keyboard", f"The review page by keyboard ({args.n} matches, headless Chromium)",
+           {"page_load_s": round(load, 2), "arrow_ms": round(arrows * 1000, 1), "reject_ms": round(rejects * 1000, 1),
+            "undo_ms": round(undos * 1000, 1), "rejected_on_disk": on_disk}, command="python benchmarks/review_keyboard.py")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from hawk.search import nearest
+from results import record
 
 
 def main() -> None:
@@ -23,6 +24,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=20)
     args = p.parse_args()
     rng = np.random.default_rng(0)
+    figures = {}
     for n in args.sizes:
         v = np.empty((n, args.dim), np.float32)
         for start in range(0, n, 100_000):  # fill in chunks to keep the float64 temporaries small
@@ -36,7 +38,10 @@ def main() -> None:
             nearest(v, q, 200, 0.5)
             times.append(time.perf_counter() - t)
         print(f"{n:>9,} embeddings: median {np.median(times) * 1000:7.1f} ms, max {max(times) * 1000:7.1f} ms per query")
+        figures[f"{n}_embeddings_median_ms"] = round(float(np.median(times)) * 1000, 2)
         del v
+    record("search-latency", f"Exact search latency per query ({args.dim}-d)", figures,
+           command="python benchmarks/search_latency.py")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from results import record
+
 CODES = ["AAAA", "BBBB", "CCCC", "DDDD", "EEEE", "Noise"]
 
 
@@ -74,15 +76,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         small = make_set(tmp / "small", 2000)
+        figures = {}
         for model in ("custom_hgnet_1", "custom_hgnet_2"):
             r = child(small, model, args.steps, tmp / model)
             print(f"{model}: {r['samples'] / r['step_seconds']:.1f} spectrograms/s in training steps "
                   f"({r['samples'] / r['seconds']:.1f}/s including start-up), data wait {100 * r['wait_share']:.1f}% "
                   f"of step time, peak RSS {r['hwm_mib']:.0f} MiB")
+            figures[model] = {"step_spectrograms_per_s": round(r["samples"] / r["step_seconds"], 1),
+                              "data_wait_percent": round(100 * r["wait_share"], 1), "peak_rss_mib": round(r["hwm_mib"])}
         big = make_set(tmp / "big", args.big)
         size_gb = (big / "specs.npy").stat().st_size / 1e9
         r = child(big, "custom_hgnet_1", args.steps, tmp / "big_run")
         print(f"custom_hgnet_1 on {args.big} spectrograms ({size_gb:.1f} GB): peak RSS {r['hwm_mib']:.0f} MiB")
+        figures[f"custom_hgnet_1_peak_rss_mib_{args.big}_spectrograms"] = round(r["hwm_mib"])
+    record("train-speed", "Training throughput and memory (default precision and loading)", figures,
+           command="python benchmarks/train_speed.py")
 
 
 if __name__ == "__main__":
