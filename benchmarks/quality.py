@@ -12,7 +12,7 @@ no outputs), declares the kit's classes as local sources and its soundscapes as 
   that hold no call, and the share of windows with a call that were lost.
 
     python benchmarks/quality.py [--work /tmp/hawk-quality] [--set select.unattended.by=activity ...]
-                                 [--name quality-kit] [--recordings 7 --soundscapes 12]
+                                 [--name quality-kit] [--recordings 7 --soundscapes 12] [--seed 0]
 
 The result goes to benchmarks/results/<name>.json (docs/benchmarks.md is made from it).
 
@@ -193,11 +193,12 @@ def main() -> None:
     p.add_argument("--name", default="quality-kit", help="benchmarks/results/<name>.json")
     p.add_argument("--recordings", type=int, default=7)
     p.add_argument("--soundscapes", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0, help="the kit's seed (another kit of the same design)")
     args = p.parse_args()
     work = args.work.resolve()
     kit = work / "kit"
     if not (kit / "classes.yaml").exists():
-        print("kit:", make_kit(kit, args.recordings, args.soundscapes))
+        print("kit:", make_kit(kit, args.recordings, args.soundscapes, args.seed))
     repo = project(work, kit, args.overrides)
     start = time.perf_counter()
     _, times = sh(repo, "dvc", "repro", stream=True)
@@ -223,7 +224,7 @@ def main() -> None:
     with open(repo / "metrics" / "test_per_class.csv", newline="", encoding="utf-8") as f:
         per_class = list(csv.DictReader(f))
     train = json.loads((repo / "metrics" / "train.json").read_text())
-    result = {"overrides": args.overrides, "macro_ap": ap, "members_macro_ap": members, "wall_seconds": round(total),
+    result = {"overrides": args.overrides, "kit_seed": args.seed, "macro_ap": ap, "members_macro_ap": members, "wall_seconds": round(total),
               "stage_seconds": {k: round(v) for k, v in times.items()},
               "train_spectrograms_per_s": train.get("spectrograms_per_s"),
               "per_class_ap": {r["code"]: r.get("ap") for r in per_class if r.get("annotated") in ("True", "true", "1")},

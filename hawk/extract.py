@@ -211,7 +211,8 @@ def _extract_class(rec_dir: Path, db_path: Path, report_path: str | Path, name: 
             jobs = [(str(p), settings, str(spill_dir / f"{i}.bin")) for i, p in enumerate(todo)]
             results = _run(jobs, workers or (1 if _is_small(todo) else 0))
         else:
-            jobs = [(str(p.resolve()), settings) for p in todo]  # workers run in their own folders
+            # absolute, for workers in their own folders; not resolved: a symlink keeps its own name
+            jobs = [(os.path.abspath(p), settings) for p in todo]
             results = engine.map(extract_in_memory, jobs)
         for job, out in progress(results, total=len(jobs), desc=f"extract {code}", enabled=show_progress):
             path, spill = job[0], Path(job[2]) if engine is None else None

@@ -314,8 +314,9 @@ def iter_scores(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, cal
         for res in iter_segments(files, settings, prefetch):
             yield score_segments(ensemble, res, calibration, batch_size)
         return
-    # workers run in their own folders: they get absolute paths, the caller gets its own back
-    given = {str(f.resolve()): f for f in files}
+    # workers run in their own folders: they get absolute paths, the caller gets its own back; not
+    # resolved, so two inputs that are links to one file stay two recordings, as on the local engine
+    given = {os.path.abspath(f): f for f in files}
     load = functools.partial(Ensemble.load, [p.resolve() for p in ensemble.paths], "auto")
     call = functools.partial(score_segments, calibration=calibration, batch_size=batch_size)
     for (path, _), out in engine.map_with_model([(p, settings) for p in given], load, call, prepare=file_segments):

@@ -58,11 +58,11 @@ class RayEngine:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
             if self.address:
+                listening(self.address)
                 try:
                     ray.init(address=self.address, **kwargs)
-                except ConnectionError as e:
-                    raise HawkError(f"engine.address={self.address}: no Ray cluster answers there ({e}); start one "
-                                    "with `ray start --head`, or set engine.address='' to start one in this process") from e
+                except (ConnectionError, RuntimeError, ValueError) as e:
+                    raise HawkError(f"engine.address={self.address}: {connect_failure(e)}") from e
             else:
                 ray.init(num_cpus=self.num_cpus, include_dashboard=False, **kwargs)
             self._started = True
@@ -165,6 +165,34 @@ class _ModelActor:
                 value = self.prepare(*value)
             out.append(pickle.dumps(self.call(self.model, value), protocol=5))
         return {"i": batch["i"], "x": np.array(out, dtype=object)}
+
+
+def listening(address: str, timeout: float = 5.0) -> None:
+    """For ``host:port``: fail in seconds, naming the cause, when nothing accepts connections there
+    (ray.init itself retries for minutes, warning every ~40 s)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or address.startswith(("ray://", "auto")):
+        return
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise HawkError(f"engine.address={address}: nothing is listening there ({e.strerror or e}); start a "
+                        "cluster with `ray start --head`, or set engine.address='' to start one in this process") from e
+
+
+def connect_failure(e: BaseException) -> str:
+    """Why joining a cluster failed, in words: authentication, versions, or no cluster."""
+    text = " ".join(str(e).split())
+    low = text.lower()
+    if "auth" in low or "token" in low:
+        return (f"the cluster rejected this process's authentication ({text}); set RAY_AUTH_MODE=token and "
+                "RAY_AUTH_TOKEN to the head's token (~/.ray/auth_token on the head)")
+    if "version" in low:
+        return f"Ray or Python versions differ between this process and the cluster ({text}); install from uv.lock there"
+    return (f"no Ray cluster answers there ({text}); start one with `ray start --head`, or set engine.address='' "
+            "to start one in this process")
 
 
 def engine_from_config(options: dict[str, Any]) -> RayEngine | None:

@@ -30,7 +30,8 @@ from hawk.embed.run import embed_class
 from hawk.extract import extract_class
 from hawk.infer import Ensemble, FileScores, iter_scores, score_files
 from hawk.models import create_model
-from hawk.ray_engine import RayEngine
+from hawk.errors import HawkError
+from hawk.ray_engine import RayEngine, connect_failure
 from hawk.resume import FOLDER, LabelRecords, run_key
 from hawk.spectrogram import SpecSettings
 from tests import procs
@@ -254,6 +255,17 @@ def test_scores_extract_and_embed_on_the_cluster_equal_the_local_engines(cluster
                     show_progress=False)
         embed_class(tmp_path / "ray.db", rec, load(), tmp_path / "ray.npz", tmp_path / "re.csv", "RIWH",
                     show_progress=False, engine=eng, load_embedder=load)
+        # links: a recording keeps the name it has in the folder; two links to one file are two inputs
+        linked = tmp_path / "linked"
+        (linked / "b").mkdir(parents=True)
+        (linked / "a.wav").symlink_to(archive / "recordings" / "site0" / "r00.wav")
+        (linked / "b" / "a.wav").symlink_to(linked / "a.wav")
+        res = extract_class(linked, tmp_path / "links.db", tmp_path / "links.csv", "Rising Whistler", "RIWH", settings,
+                            show_progress=False, engine=eng)
+        with SpecDB(tmp_path / "links.db") as db:
+            assert set(db.recordings()) == {"a.wav"}
+        both = [linked / "a.wav", linked / "b" / "a.wav"]
+        assert sorted(r.path for r in iter_scores(both, ens, 1.5, engine=eng)) == both
     # the cluster's recordings arrive in any order, so ids differ: compare by recording and offset
     vectors = {}
     for name in ("local", "ray"):
@@ -277,3 +289,14 @@ def test_local_engine_resumes_and_new_settings_or_weights_score_again(archive, l
     rel = Path("site0/r00.wav")
     records.write(rel, 15.0, [])
     assert records.done(rel) and not LabelRecords(out, run_key(ckpts[:1], settings)).done(rel)
+
+
+def test_an_address_where_nothing_listens_fails_at_once_naming_the_cause():
+    with socket.socket() as s:  # a port that was free a moment ago, and nothing listens on now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(HawkError, match=rf"engine.address=127.0.0.1:{port}: nothing is listening there"):
+        RayEngine(address=f"127.0.0.1:{port}").__enter__()
+    assert "rejected this process's authentication" in connect_failure(RuntimeError("Authentication token mismatch"))
+    assert "versions differ" in connect_failure(RuntimeError("Version mismatch: the cluster runs Ray 2.59"))
+    assert "no Ray cluster answers there" in connect_failure(ConnectionError("could not connect"))
