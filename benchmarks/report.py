@@ -1,6 +1,7 @@
 """docs/benchmarks.md from benchmarks/results/*.json: one section per result file, its figures as a
 table, the anchor measured beside them, and the commit, date and machine it came from; and README's
-quality table (between its markers) from the quality runs' files.
+quality table (between its markers) from the quality runs' files; and docs/reference.md, which
+includes every file of conf/.
 
     python benchmarks/report.py           # rewrite docs/benchmarks.md
     python benchmarks/report.py --check   # exit 1 when either is not what the files say
@@ -69,6 +70,52 @@ def render(files: list[Path]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+REFERENCE = ROOT / "docs" / "reference.md"
+ABOUT = {
+    "paths": "where every stage reads and writes",
+    "audio": "spectrogram settings (HawkEars v1); a change rebuilds the databases",
+    "classes": "the class lists: codes, names, sources (see [Classes and sources](sources.md))",
+    "download": "download caps, politeness, Xeno-canto and iNaturalist options",
+    "extract": "spectrogram extraction workers and category",
+    "dedup": "duplicate finding",
+    "embedder": "the embedder for search, curation by the model and the embedding head",
+    "score": "curation by the model: the out-of-fold window scorer",
+    "search": "search queries per class",
+    "select": "what becomes training data: kept images, unattended curation",
+    "pickle": "the training set",
+    "train": "the model and its recipe, the embedding head",
+    "trainer": "Lightning's scale-out knobs",
+    "tracking": "MLflow and TensorBoard",
+    "infer": "labelling recordings",
+    "test": "evaluation on annotated recordings",
+    "testset": "the test recordings",
+    "engine": "local or Ray",
+    "experiment": "presets (`-S experiment=<name>`), each overriding several groups",
+}
+REFERENCE_HEAD = """# Configuration reference
+
+Every setting, with its default and what it does, exactly as in `conf/` (this page includes the
+files themselves, so it cannot go stale). `conf/config.yaml` chooses one option of each group;
+`params.yaml` is the composition DVC tracks. `dvc exp run -S group=option` switches an option,
+`-S key=value` changes one setting; `python -m stages.<name> key=value` does the same for a stage run
+by hand, and `--cfg` prints what it sees. A wrong type, a value out of range or an unknown key stops a
+stage at start-up with one line naming it (`hawk/schema.py`).
+"""
+
+
+def reference_text() -> str:
+    """docs/reference.md: every file of every config group of conf/, included by MkDocs' snippets."""
+    conf = ROOT / "conf"
+    out = [REFERENCE_HEAD, "## config.yaml", "", "```yaml", '--8<-- "conf/config.yaml"', "```", ""]
+    groups = sorted(d.name for d in conf.iterdir() if d.is_dir())
+    for g in [*[k for k in ABOUT if k in groups], *[g for g in groups if g not in ABOUT]]:
+        about = ABOUT.get(g, "")
+        out += [f"## {g}", ""] + ([about[0].upper() + about[1:] + ".", ""] if about else [])
+        for f in sorted((conf / g).glob("*.yaml")):
+            out += [f"### {g}/{f.name}", "", "```yaml", f'--8<-- "conf/{g}/{f.name}"', "```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
 README = ROOT / "README.md"
 BEGIN, END = "<!-- quality table: made by benchmarks/report.py -->", "<!-- end of quality table -->"
 
@@ -78,16 +125,23 @@ def _ap(values: dict[str, Any]) -> str:
 
 
 def quality_table(files: list[Path]) -> str:
-    """README's table: each quality run's macro AP (per sound / per minute / per recording), and its
-    checkpoints' alone when it made several."""
-    rows = ["| run (`benchmarks/results/`) | macro AP per sound / minute / recording | each checkpoint alone |",
-            "|---|---|---|"]
+    """README's table: one row per system measured on the kit (each hawk run, each of its checkpoints
+    alone when it made several, BirdNET-Analyzer in each mode), macro AP per sound / minute / recording."""
+    rows = ["| system | kit seed | macro AP per sound / minute / recording | result file (`benchmarks/results/`) |",
+            "|---|---|---|---|"]
     for path in files:
         r = json.loads(path.read_text(encoding="utf-8"))
         f = r["figures"]
-        members = "; ".join(f"{k}: {_ap(v)}" for k, v in (f.get("members_macro_ap") or {}).items())
-        rows.append(f"| {path.stem} ({' '.join(f.get('overrides', [])) or 'defaults'}; {r['date']}) | "
-                    f"{_ap(f['macro_ap'])} | {members or '-'} |")
+        if path.stem.startswith("quality"):
+            seed = f.get("kit_seed", 0)
+            what = " ".join(o for o in f.get("overrides", []) if o != "dedup.mode=remove") or "defaults"
+            rows.append(f"| hawk {r.get('commit', '')} ({what}) | {seed} | {_ap(f['macro_ap'])} | {path.stem} |")
+            rows += [f"| hawk: {k} alone | {seed} | {_ap(v)} | {path.stem} |"
+                     for k, v in (f.get("members_macro_ap") or {}).items()]
+        else:
+            seed = 1 if path.stem.endswith("seed1") else 0
+            rows += [f"| BirdNET-Analyzer 2.4.0, {mode} mode | {seed} | {_ap(v)} | {path.stem} |"
+                     for mode, v in f.items()]
     return "\n".join([BEGIN, *rows, END])
 
 
@@ -104,15 +158,16 @@ def main() -> None:
     p.add_argument("--check", action="store_true")
     args = p.parse_args()
     files = sorted(RESULTS.glob("*.json"))
-    text, readme = render(files), readme_text(sorted(RESULTS.glob("quality-*.json")))
+    text, readme = render(files), readme_text(sorted([*RESULTS.glob("quality-*.json"), *RESULTS.glob("birdnet-analyzer-*.json")]))
     if args.check:
-        for path, want in ((PAGE, text), (README, readme)):
+        for path, want in ((PAGE, text), (README, readme), (REFERENCE, reference_text())):
             if not path.exists() or path.read_text(encoding="utf-8") != want:
                 sys.exit(f"{path.relative_to(ROOT)} is not what {RESULTS.relative_to(ROOT)} says: "
                          "run python benchmarks/report.py")
         return
     PAGE.write_text(text, encoding="utf-8")
     README.write_text(readme, encoding="utf-8")
+    REFERENCE.write_text(reference_text(), encoding="utf-8")
     print(f"wrote {PAGE.relative_to(ROOT)} and README's quality table from {len(list(RESULTS.glob('*.json')))} result files")
 
 

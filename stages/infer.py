@@ -102,7 +102,7 @@ def main() -> None:
     summary = [
         f"{len(labelled)} recordings ({audio / 60:.1f} min of audio), {len(skipped)} skipped, {n_labels} labels; "
         f"{len(labelled) - len(done)} scored now, {len(done)} resumed from an earlier run",
-        f"ensemble of {len(ensemble.models)} checkpoint(s) from {cfg.paths.ckpt}, {len(ensemble.classes)} classes, "
+        f"ensemble of {ensemble.members} checkpoint(s) from {cfg.paths.ckpt}, {len(ensemble.classes)} classes, "
         f"engine {cfg.engine.name}",
         f"min_score {c.min_score}, overlap {c.overlap} s, merge {c.merge}, ignoring {', '.join(c.ignore)}",
         (f"{scoring:.1f} s scoring, {wall:.1f} s in all: {scored_audio / max(scoring, 1e-9):.0f}x real time "
