@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from kit import make_kit  # noqa: E402
-from results import record  # noqa: E402
+from results import commit, record  # noqa: E402
 
 COPY = ("hawk", "stages", "conf", "dvc.yaml", ".dvcignore", ".dvc/config", "pyproject.toml")
 
@@ -199,6 +199,7 @@ def main() -> None:
     kit = work / "kit"
     if not (kit / "classes.yaml").exists():
         print("kit:", make_kit(kit, args.recordings, args.soundscapes, args.seed))
+    at = commit()  # the code copied into the project, whatever is checked out when the run ends
     repo = project(work, kit, args.overrides)
     start = time.perf_counter()
     _, times = sh(repo, "dvc", "repro", stream=True)
@@ -231,7 +232,7 @@ def main() -> None:
               **dropped_calls(repo, kit / "truth.csv"), "selection": selection_quality(repo, kit / "truth.csv")}
     print(json.dumps(result, indent=2))
     record(args.name, f"Quality on the benchmark kit ({' '.join(args.overrides) or 'defaults'})", result,
-           command=f"python benchmarks/quality.py {' '.join('--set ' + o for o in args.overrides)}".strip())
+           command=f"python benchmarks/quality.py {' '.join('--set ' + o for o in args.overrides)}".strip(), at=at)
 
 
 if __name__ == "__main__":

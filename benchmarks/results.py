@@ -45,11 +45,13 @@ def commit() -> str:
 
 
 def record(name: str, title: str, figures: dict[str, Any], anchor: dict[str, Any] | None = None,
-           command: str = "", notes: str = "") -> Path:
-    """Write benchmarks/results/<name>.json (replacing the previous run's) and return its path."""
+           command: str = "", notes: str = "", at: str | None = None) -> Path:
+    """Write benchmarks/results/<name>.json (replacing the previous run's) and return its path; ``at``
+    is the commit measured when it is not the one checked out now (a run that copied the code at its
+    start)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     data = {"name": name, "title": title, "command": command, "figures": figures, "anchor": anchor or {},
-            "notes": notes, "commit": commit(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+            "notes": notes, "commit": at or commit(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
             "machine": machine()}
     path = RESULTS / f"{name}.json"
     tmp = path.with_suffix(".json.part")

@@ -50,7 +50,7 @@ def repo(tmp_path_factory) -> Path:
     cfg.write_text(cfg.read_text().replace("recordings: 8", "recordings: 3"))
     (repo / "conf" / "extract" / "default.yaml").write_text("workers: 1\ncategory: bird\nprogress: false\n")
     train = repo / "conf" / "train" / "default.yaml"
-    train.write_text(train.read_text().replace("model_name: custom_hgnet_2", "model_name: custom_hgnet_1")
+    train.write_text(train.read_text().replace("model_name: embed_head", "model_name: custom_hgnet_1")
                      .replace("num_epochs: 15", "num_epochs: 1").replace("batch_size: 64", "batch_size: 16")
                      .replace("num_workers: auto", "num_workers: 0").replace("save_last_n: 3", "save_last_n: 1"))
     (repo / "conf" / "classes" / "demo.yaml").write_text(
