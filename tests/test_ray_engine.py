@@ -260,8 +260,8 @@ def test_scores_extract_and_embed_on_the_cluster_equal_the_local_engines(cluster
         (linked / "b").mkdir(parents=True)
         (linked / "a.wav").symlink_to(archive / "recordings" / "site0" / "r00.wav")
         (linked / "b" / "a.wav").symlink_to(linked / "a.wav")
-        res = extract_class(linked, tmp_path / "links.db", tmp_path / "links.csv", "Rising Whistler", "RIWH", settings,
-                            show_progress=False, engine=eng)
+        extract_class(linked, tmp_path / "links.db", tmp_path / "links.csv", "Rising Whistler", "RIWH", settings,
+                      show_progress=False, engine=eng)
         with SpecDB(tmp_path / "links.db") as db:
             assert set(db.recordings()) == {"a.wav"}
         both = [linked / "a.wav", linked / "b" / "a.wav"]
