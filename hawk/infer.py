@@ -16,7 +16,6 @@ import csv
 import dataclasses
 import functools
 import glob
-import json
 import logging
 import math
 import os
@@ -93,7 +92,8 @@ class Ensemble:
         runs = [c.get("extra", {}).get("mlflow_run_id") for c in ckpts]
         return cls(paths, models, list(next(iter(lists))), SpecSettings.from_mapping(ckpts[0]["spec_settings"]),
                    device, [r for r in dict.fromkeys(runs) if r], [model_from_checkpoint(c) for c in heads],
-                   _head_embedder(source, heads) if heads else None)
+                   _head_embedder(source, {p.name: c for p, c in zip(paths, ckpts) if c["model_name"] == HEAD})
+                   if heads else None)
 
     @property
     def codes(self) -> list[str]:
@@ -121,17 +121,19 @@ class Ensemble:
         return np.asarray(total / self.members, np.float32)
 
 
-def _head_embedder(source: Any, heads: list[dict[str, Any]]) -> Any:
-    """The one embedder every head was trained with, built from its recorded options and checked
-    against the identity (name, version, dim) recorded beside them."""
+def _head_embedder(source: Any, heads: dict[str, dict[str, Any]]) -> Any:
+    """The one embedder every head (checkpoint file name -> checkpoint) was trained with, built from
+    its recorded options and checked against the identity (name, version, dim) recorded beside them."""
     from hawk.embed import EmbedderError, create_embedder
+    from hawk.embed.store import check_same_embedder
 
-    kinds = {json.dumps(c["extra"]["embedder"], sort_keys=True) for c in heads}
-    if len(kinds) > 1:
-        raise EnsembleError(f"{source}: embedding heads trained on different embedders cannot be ensembled")
-    desc = heads[0]["extra"]["embedder"]
-    options = dict(desc["config"])
+    try:  # the identity decides; options such as threads do not change the vectors
+        check_same_embedder({name: c["extra"]["embedder"]["identity"] for name, c in heads.items()})
+    except EmbedderError as e:
+        raise EnsembleError(f"{source}: embedding heads cannot be ensembled: {e}") from e
+    desc = next(iter(heads.values()))["extra"]["embedder"]
     try:
+        options = dict(desc["config"])
         embedder = create_embedder(options.pop("name"), **options)
     except EmbedderError as e:
         raise EnsembleError(f"{source}: the embedding head's embedder cannot be made: {e}") from e
@@ -167,8 +169,16 @@ def segment_settings(settings: SpecSettings, overlap: float) -> SpecSettings:
     return SpecSettings(**{**settings.to_dict(), "offset": settings.segment_len - overlap})
 
 
-def file_segments(path: str, settings: SpecSettings) -> dict[str, Any]:
-    """Worker: uint8 spectrograms of one recording at ``settings.offset`` steps (end zero-padded)."""
+def segment_count(seconds: float, settings: SpecSettings) -> int:
+    """How many segments cover a recording: at least one, the last zero-padded to its end."""
+    step, seg = settings.offset, settings.segment_len
+    return 1 if seconds <= seg else math.ceil((seconds - seg) / step - 0.05) + 1
+
+
+def file_segments(path: str, settings: SpecSettings, spectrograms: bool = True) -> dict[str, Any]:
+    """Worker: uint8 spectrograms of one recording at ``settings.offset`` steps (end zero-padded).
+    Without ``spectrograms`` only the offsets (an ensemble of embedding heads alone reads the audio
+    itself, at its embedder's sample rate)."""
     try:
         info, blocks = iter_mono(path, settings.sample_rate, settings.block_seconds, settings.check_seconds)
         seen = 0
@@ -178,20 +188,23 @@ def file_segments(path: str, settings: SpecSettings) -> dict[str, Any]:
             for b in blocks:
                 seen += len(b)
                 yield b
-            dur = seen / settings.sample_rate
-            step, seg = settings.offset, settings.segment_len
-            n = 1 if dur <= seg else math.ceil((dur - seg) / step - 0.05) + 1
-            missing = int(round(((n - 1) * step + seg) * settings.sample_rate)) - seen
+            n = segment_count(seen / settings.sample_rate, settings)
+            missing = int(round(((n - 1) * settings.offset + settings.segment_len) * settings.sample_rate)) - seen
             if missing > 0:
                 yield np.zeros(missing, np.float32)
 
         offsets, specs = [], []
-        for offset, spec in SpectrogramMaker(settings).segments(padded()):
-            offsets.append(offset)
-            specs.append(np.round(spec * 255).astype(np.uint8))
+        if spectrograms:
+            for offset, spec in SpectrogramMaker(settings).segments(padded()):
+                offsets.append(offset)
+                specs.append(np.round(spec * 255).astype(np.uint8))
+        else:
+            seen = sum(len(b) for b in blocks)
+            offsets = [k * settings.offset for k in range(segment_count(seen / settings.sample_rate, settings))]
         if seen == 0:
             return {"path": path, "error": "no audio samples (empty or corrupt file)"}
-        return {"path": path, "offsets": np.array(offsets), "specs": np.stack(specs),
+        shape = (0, settings.spec_height, settings.spec_width)
+        return {"path": path, "offsets": np.array(offsets), "specs": np.stack(specs) if specs else np.zeros(shape, np.uint8),
                 "seconds": seen / settings.sample_rate}
     except AudioError as e:
         return {"path": path, "error": e.reason}
@@ -199,14 +212,15 @@ def file_segments(path: str, settings: SpecSettings) -> dict[str, Any]:
         return {"path": path, "error": f"{type(e).__name__}: {e}"}
 
 
-def iter_segments(files: list[Path], settings: SpecSettings, prefetch: int = 1) -> Iterator[dict[str, Any]]:
+def iter_segments(files: list[Path], settings: SpecSettings, prefetch: int = 1,
+                  spectrograms: bool = True) -> Iterator[dict[str, Any]]:
     """Spectrograms of each file, in order. With ``prefetch`` > 0 a background thread decodes and
     transforms up to that many files ahead while the caller runs the model (decoding, resampling, the
     STFT and the network all release the GIL; a thread starts instantly where a process would import
     torch again)."""
     if prefetch <= 0:
         for f in files:
-            yield file_segments(str(f), settings)
+            yield file_segments(str(f), settings, spectrograms)
         return
     q: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
@@ -215,7 +229,7 @@ def iter_segments(files: list[Path], settings: SpecSettings, prefetch: int = 1) 
         for f in files:
             if stop.is_set():
                 return
-            q.put(file_segments(str(f), settings))
+            q.put(file_segments(str(f), settings, spectrograms))
         q.put(None)
 
     worker = threading.Thread(target=produce, name="hawk-decode", daemon=True)
@@ -311,7 +325,7 @@ def iter_scores(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, cal
     ``engine`` (a :class:`hawk.ray_engine.RayEngine`; files in the order they finish)."""
     settings = segment_settings(ensemble.settings, overlap)
     if engine is None:
-        for res in iter_segments(files, settings, prefetch):
+        for res in iter_segments(files, settings, prefetch, bool(ensemble.models)):
             yield score_segments(ensemble, res, calibration, batch_size)
         return
     # workers run in their own folders: they get absolute paths, the caller gets its own back; not
@@ -319,7 +333,8 @@ def iter_scores(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, cal
     given = {os.path.abspath(f): f for f in files}
     load = functools.partial(Ensemble.load, [p.resolve() for p in ensemble.paths], "auto")
     call = functools.partial(score_segments, calibration=calibration, batch_size=batch_size)
-    for (path, _), out in engine.map_with_model([(p, settings) for p in given], load, call, prepare=file_segments):
+    for (path, *_), out in engine.map_with_model([(p, settings, bool(ensemble.models)) for p in given], load, call,
+                                               prepare=file_segments):
         yield dataclasses.replace(out, path=given[path]) if isinstance(out, FileScores) else (str(given[path]), out[1])
 
 

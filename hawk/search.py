@@ -17,8 +17,8 @@ import numpy as np
 
 from hawk.audio import read_mono
 from hawk.db import SpecDB
-from hawk.embed.base import Embedder, EmbedderError
-from hawk.embed.store import check_same_embedder, load_embeddings, normalise
+from hawk.embed.base import Embedder, EmbedderError, normalise
+from hawk.embed.store import check_same_embedder, load_embeddings
 from hawk.fsutil import atomic_open
 from hawk.plot import SpecRenderer, image_name
 from hawk.spectrogram import SpecSettings, SpectrogramMaker, decode

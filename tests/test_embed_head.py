@@ -118,3 +118,16 @@ def test_a_head_from_another_embedder_is_refused(trained, tmp_path):
     torch.save(ckpt, tmp_path / "old.ckpt")
     with pytest.raises(EnsembleError, match=r"old.ckpt.*trained on .*3\.0.* embeddings"):
         Ensemble.load(tmp_path / "old.ckpt", "cpu")
+
+
+def test_heads_from_two_embedders_are_not_ensembled(trained, tmp_path):
+    results, _, _ = trained
+    (tmp_path / "a.ckpt").write_bytes(results[0].checkpoints[0].read_bytes())
+    ckpt = load_checkpoint(results[0].checkpoints[0])
+    ckpt["extra"]["embedder"]["config"]["threads"] = 7  # other options alone do not matter
+    torch.save(ckpt, tmp_path / "b.ckpt")
+    assert Ensemble.load(tmp_path, "cpu").members == 2
+    ckpt["extra"]["embedder"]["identity"]["version"] = "3.0"
+    torch.save(ckpt, tmp_path / "b.ckpt")
+    with pytest.raises(EnsembleError, match=r"embedding heads cannot be ensembled: .*a\.ckpt made by .*b\.ckpt made by"):
+        Ensemble.load(tmp_path, "cpu")

@@ -12,8 +12,8 @@ from hawk.ckpt import save_checkpoint
 from hawk.download.demo import make_soundscapes, synth_recording, write_audio, write_annotations
 from hawk.evaluate import AnnotationError, build_table, compute_metrics, fit_platt, match_annotations, read_annotations
 from hawk.audio import AudioError
-from hawk.infer import (Ensemble, EnsembleError, FileScores, calibrate, find_recordings, recordings_root,
-                        score_files)
+from hawk.infer import (Ensemble, EnsembleError, FileScores, calibrate, file_segments, find_recordings,
+                        recordings_root, score_files, segment_settings)
 from hawk.labels import make_labels, read_audacity, read_raven, write_audacity, write_raven
 from hawk.models import create_model
 from hawk.spectrogram import SpecSettings
@@ -51,6 +51,18 @@ def test_ensembles_refuse_mixed_class_lists(ensemble_dir, tmp_path):
         Ensemble.load(tmp_path, "cpu")
     with pytest.raises(EnsembleError, match="no checkpoints"):
         Ensemble.load(tmp_path / "empty", "cpu")
+
+
+@pytest.mark.parametrize("seconds", [0.5, 3.0, 4.4, 4.6, 7.31, 12.0])
+@pytest.mark.parametrize("overlap", [0.0, 1.5, 2.0])
+def test_heads_alone_get_the_offsets_the_spectrograms_have(tmp_path, seconds, overlap):
+    # an ensemble of embedding heads skips the spectrograms; its segments must be the CNN's
+    settings = segment_settings(SpecSettings(), overlap)
+    path = tmp_path / "rec.flac"
+    sf.write(path, np.random.default_rng(0).normal(0, 0.1, int(seconds * 44100)).astype(np.float32), 44100)
+    full, bare = file_segments(str(path), settings), file_segments(str(path), settings, spectrograms=False)
+    assert np.allclose(full["offsets"], bare["offsets"]) and len(full["offsets"]) == len(full["specs"])
+    assert bare["seconds"] == full["seconds"] and bare["specs"].shape == (0, *full["specs"].shape[1:])
 
 
 def test_scoring_survives_bad_and_empty_files(ensemble_dir, tmp_path):

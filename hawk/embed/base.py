@@ -16,6 +16,12 @@ class EmbedderError(HawkError, ValueError):
     pass
 
 
+def normalise(v: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), so a dot product is a cosine similarity."""
+    v = np.asarray(v, np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
 class Embedder(ABC):
     """Maps a batch of inputs to a batch of vectors.
 
@@ -38,6 +44,11 @@ class Embedder(ABC):
         """What must match for two sets of embeddings to be comparable."""
         return {"name": self.name, "version": self.version, "dim": self.dim}
 
+    def embed_all(self, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Unit-length vectors of ``inputs``, ``batch_size`` at a time (what search and the heads compare)."""
+        return np.concatenate([normalise(self.embed(inputs[i : i + batch_size]))
+                               for i in range(0, len(inputs), batch_size)] or [np.zeros((0, self.dim), np.float32)])
+
     def inputs_at(self, path: str | Path, offsets: list[float]) -> np.ndarray:
         """Inputs for segments of one recording starting at ``offsets`` seconds."""
         signal = read_mono(path, self.sample_rate)
@@ -47,12 +58,8 @@ class Embedder(ABC):
         """Unit-length vectors of the segments of ``path`` at ``offsets`` (ascending), as the embed
         stage makes them. Audio embedders stream the recording, so a long one needs only a batch of
         segments in memory."""
-        from hawk.embed.store import normalise
-
         if self.kind != "audio" or not offsets:
-            inputs = self.inputs_at(path, offsets)
-            return np.concatenate([normalise(self.embed(inputs[i : i + batch_size]))
-                                   for i in range(0, len(inputs), batch_size)] or [np.zeros((0, self.dim), np.float32)])
+            return self.embed_all(self.inputs_at(path, offsets), batch_size)
         n = int(round(self.segment_len * self.sample_rate))
         starts = [int(round(o * self.sample_rate)) for o in offsets]
         _, blocks = iter_mono(path, self.sample_rate)

@@ -19,8 +19,8 @@ import numpy as np
 
 from hawk.audio import AudioError
 from hawk.db import SpecDB, SpecRow
-from hawk.embed.base import Embedder, EmbedderError
-from hawk.embed.store import Embeddings, load_embeddings, normalise, save_embeddings
+from hawk.embed.base import Embedder, EmbedderError, normalise
+from hawk.embed.store import Embeddings, load_embeddings, save_embeddings
 from hawk.progress import progress_bar
 from hawk.reports import write_skip_report
 from hawk.spectrogram import decode
@@ -138,8 +138,7 @@ def embed_recording(embedder: Embedder, item: tuple, batch_size: int = 64) -> np
     inputs = _inputs_or_reason(embedder, *item)
     if isinstance(inputs, str):
         return inputs
-    return np.concatenate([normalise(embedder.embed(inputs[i : i + batch_size]))
-                           for i in range(0, len(inputs), batch_size)])
+    return embedder.embed_all(inputs, batch_size)
 
 
 def write_unused(out_path: str | Path, report_path: str | Path, code: str, embedder_name: str) -> None:

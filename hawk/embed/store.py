@@ -31,12 +31,6 @@ class Embeddings:
         return {k: self.meta.get(k) for k in ("name", "version", "dim")}
 
 
-def normalise(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, np.float32)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    return v / np.maximum(norms, 1e-12)
-
-
 def save_embeddings(path: str | Path, emb: Embeddings) -> None:
     with atomic_open(path, "wb") as f:
         np.savez(f, ids=emb.ids.astype(np.int64), vectors=emb.vectors.astype(np.float32),
