@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from hawk.classes import parse_classes
 from hawk.download.run import DownloadOptions
 from hawk.spectrogram import SpecSettings
-from hawk.training.run import TrainSettings
+from hawk.training.run import TrainSettings, TrainerSettings
 from tests import procs
 from tests.conftest import ROOT
 
@@ -28,7 +28,10 @@ def test_params_yaml_is_the_composition_of_conf():
 def test_composed_config_is_valid():
     cfg = composed()
     assert [c.code for c in parse_classes(cfg["classes"])][-2:] == ["Noise", "Other"]
+    # the library's defaults are conf's (a benchmark or test calling hawk directly gets what a user gets)
     assert SpecSettings.from_mapping(cfg["audio"]) == SpecSettings()
+    assert TrainSettings.from_mapping(cfg["train"]) == TrainSettings()
+    assert TrainerSettings(**cfg["trainer"]) == TrainerSettings()
     DownloadOptions.from_config(cfg["download"])
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         example = OmegaConf.to_container(compose(config_name="config", overrides=["classes=example"]), resolve=True)

@@ -34,7 +34,7 @@ NOISE = "Noise"
 
 @dataclass(frozen=True)
 class TrainSettings:
-    model_name: str = "custom_hgnet_2"
+    model_name: str = "embed_head"
     num_epochs: int = 15
     batch_size: int = 64
     lr: float = 0.0025
