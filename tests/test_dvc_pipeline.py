@@ -41,7 +41,9 @@ def repo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("project")
     for name in ("hawk", "stages", "conf"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dvcignore"):
+    # .gitignore too: with mlflow.db in git, `dvc exp run --queue` stashes and rewrites it, and a reader
+    # holding the old file never sees the runs that follow
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, repo / name)
     (repo / ".dvc").mkdir()
     shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
@@ -122,6 +124,14 @@ def test_experiments_runs_and_queued_sweeps(repo):
         assert len(tags["hawk.classes"]) == 64
     plain = [r for r in runs if "dvc.experiment" not in r.data.tags]  # the demo's own `dvc repro` run
     assert plain and plain[0].info.run_name == f"default-{specs[:7]}-custom_hgnet_1"
+    # the embedding head instead: every class is embedded, the training set carries the vectors
+    sh(repo, "dvc", "exp", "run", "--queue", "-n", "head", "-S", "train.model_name=embed_head")
+    out = sh(repo, "dvc", "exp", "run", "--run-all")
+    assert {"embed@Noise", "pickle", "train", "infer", "test"} <= ran(out)
+    head = [r for r in client.search_runs([client.get_experiment_by_name("hawk").experiment_id])
+            if r.data.tags.get("dvc.experiment") == "head"]
+    assert [r.info.run_name for r in head] == ["head-embed_head"] and "val_macro_ap" in head[0].data.metrics
+    assert "head" in sh(repo, "dvc", "exp", "show", "--csv")
 
 
 def test_adding_a_class_runs_only_that_class(repo):
