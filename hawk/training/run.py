@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from hawk.augment import AugmentSettings, Augmenter
 from hawk.ckpt import class_codes, load_checkpoint, model_from_checkpoint, save_checkpoint
-from hawk.embed_head import HeadSettings
+from hawk.embed_head import NAME as HEAD, HeadSettings
 from hawk.fsutil import atomic_open
 from hawk.models import count_parameters, create_model
 from hawk.progress import is_terminal
@@ -355,17 +355,23 @@ def _plot_curves(results: list[FoldResult], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # a CNN counts epochs, an embedding head full-batch steps: beside each other, both run from 0 to 1
+    kinds = {r.model == HEAD for r in results}
+    xlabel = ("share of training (CNN: epochs, head: steps)" if len(kinds) > 1
+              else "step (full batch)" if kinds == {True} else "epoch")
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     for r in results:
         ep = [e["epoch"] for e in r.epochs]
+        if len(kinds) > 1 and ep:
+            ep = [x / max(ep) for x in ep]
         tag = f" ({r.model}, fold {r.fold})" if len(results) > 1 else ""
         a.plot(ep, [e.get("train_loss", np.nan) for e in r.epochs], "-o", label=f"train{tag}")
         if any("val_loss" in e for e in r.epochs):
             a.plot(ep, [e.get("val_loss", np.nan) for e in r.epochs], "-s", label=f"validation{tag}")
             b.plot(ep, [e.get("val_macro_ap", np.nan) for e in r.epochs], "-o", label=f"macro AP{tag}")
             b.plot(ep, [e.get("val_micro_ap", np.nan) for e in r.epochs], "-s", label=f"micro AP{tag}")
-    a.set(xlabel="epoch", ylabel="loss", title="loss")
-    b.set(xlabel="epoch", ylabel="average precision", title="validation AP", ylim=(0, 1.02))
+    a.set(xlabel=xlabel, ylabel="loss", title="loss")
+    b.set(xlabel=xlabel, ylabel="average precision", title="validation AP", ylim=(0, 1.02))
     for ax in (a, b):
         ax.grid(alpha=0.3)
         if ax.lines:
