@@ -72,9 +72,10 @@ def main() -> None:
     a = metrics["annotated"]
     if unmatched:
         print(f"{len(unmatched)} annotation rows match no test recording or model class: see {out / 'test_unmatched.csv'}")
+    r = {k: v if v is None else round(v, 3) for k, v in a.items() if isinstance(v, float | None)}
     print(f"test ({kind}, {len(scored.files)} recordings, {len(scored.skipped)} skipped): annotated classes macro AP "
-          f"{a['macro_ap']}, micro AP {a['micro_ap']}, ROC-AUC {a['macro_roc_auc']}; precision {a['precision']}, "
-          f"recall {a['recall']} at {th}")
+          f"{r['macro_ap']}, micro AP {r['micro_ap']}, ROC-AUC {r['macro_roc_auc']}; precision {r['precision']}, "
+          f"recall {r['recall']} at {th} (all figures: {out / 'test.json'})")
 
 
 def _log_to_mlflow(uri: str, run_ids: list[str], metrics: dict, files: list[Path]) -> None:
