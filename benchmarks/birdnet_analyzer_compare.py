@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kit import make_kit  # noqa: E402
+from kit import kit_under  # noqa: E402
 from quality import coarser  # noqa: E402
 from results import record  # noqa: E402
 
@@ -107,9 +107,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="the kit's seed, when the kit is made here")
     args = p.parse_args()
     work = args.work.resolve()
-    kit = work / "kit"
-    if not (kit / "classes.yaml").exists():
-        print("kit:", make_kit(kit, 7, 12, args.seed))
+    kit = kit_under(work, seed=args.seed)
     py = venv(args.venv)
     codes = sorted(d.name for d in (kit / "sources").iterdir() if d.is_dir())
     recordings = find_recordings(kit / "test" / "recordings")

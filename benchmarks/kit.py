@@ -215,6 +215,15 @@ def _stereo(signal: np.ndarray, rng: Rng, dead: bool) -> np.ndarray:
     return np.stack([signal, noisy / np.abs(noisy).max() * 0.9], axis=1)
 
 
+def kit_under(work: Path, recordings: int = 7, soundscapes: int = 12, seed: int = 0) -> Path:
+    """The kit of this design in ``work``, made on first use: one folder per seed and size, so a run
+    with another seed never scores on a kit left by an earlier one."""
+    kit = work / f"kit-seed{seed}-{recordings}x{soundscapes}"
+    if not (kit / "classes.yaml").exists():
+        print("kit:", make_kit(kit, recordings, soundscapes, seed))
+    return kit
+
+
 def make_kit(out: Path, recordings: int = 7, soundscapes: int = 12, seed: int = 0,
              seconds: tuple[float, float] = (25.0, 45.0), test_seconds: float = 60.0) -> dict[str, int]:
     """Write the kit under ``out`` (see the module docstring); returns counts."""

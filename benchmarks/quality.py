@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from kit import make_kit  # noqa: E402
+from kit import kit_under  # noqa: E402
 from results import commit, record  # noqa: E402
 
 COPY = ("hawk", "stages", "conf", "dvc.yaml", ".dvcignore", ".dvc/config", "pyproject.toml")
@@ -196,9 +196,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="the kit's seed (another kit of the same design)")
     args = p.parse_args()
     work = args.work.resolve()
-    kit = work / "kit"
-    if not (kit / "classes.yaml").exists():
-        print("kit:", make_kit(kit, args.recordings, args.soundscapes, args.seed))
+    kit = kit_under(work, args.recordings, args.soundscapes, args.seed)
     at = commit()  # the code copied into the project, whatever is checked out when the run ends
     repo = project(work, kit, args.overrides)
     start = time.perf_counter()
