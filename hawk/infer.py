@@ -86,14 +86,13 @@ class Ensemble:
         specs = {str(sorted(c["spec_settings"].items())) for c in ckpts}
         if len(specs) > 1:
             raise EnsembleError(f"{source}: checkpoints made with different audio settings cannot be ensembled")
-        heads = [c for c in ckpts if c["model_name"] == HEAD]
+        heads = {p.name: c for p, c in zip(paths, ckpts) if c["model_name"] == HEAD}
         models = [fuse_for_inference(model_from_checkpoint(c)).to(device).to(memory_format=torch.channels_last)
                   for c in ckpts if c["model_name"] != HEAD]
         runs = [c.get("extra", {}).get("mlflow_run_id") for c in ckpts]
         return cls(paths, models, list(next(iter(lists))), SpecSettings.from_mapping(ckpts[0]["spec_settings"]),
-                   device, [r for r in dict.fromkeys(runs) if r], [model_from_checkpoint(c) for c in heads],
-                   _head_embedder(source, {p.name: c for p, c in zip(paths, ckpts) if c["model_name"] == HEAD})
-                   if heads else None)
+                   device, [r for r in dict.fromkeys(runs) if r], [model_from_checkpoint(c) for c in heads.values()],
+                   _head_embedder(source, heads) if heads else None)
 
     @property
     def codes(self) -> list[str]:
