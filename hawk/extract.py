@@ -213,7 +213,7 @@ def _extract_class(rec_dir: Path, db_path: Path, report_path: str | Path, name: 
         else:
             # absolute, for workers in their own folders; not resolved: a symlink keeps its own name
             jobs = [(os.path.abspath(p), settings) for p in todo]
-            results = engine.map(extract_in_memory, jobs)
+            results = engine.map(extract_in_memory, jobs, lambda job, why: {"path": job[0], "error": why})
         for job, out in progress(results, total=len(jobs), desc=f"extract {code}", enabled=show_progress):
             path, spill = job[0], Path(job[2]) if engine is None else None
             fname = Path(path).name

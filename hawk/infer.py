@@ -86,13 +86,14 @@ class Ensemble:
         specs = {str(sorted(c["spec_settings"].items())) for c in ckpts}
         if len(specs) > 1:
             raise EnsembleError(f"{source}: checkpoints made with different audio settings cannot be ensembled")
-        heads = {p.name: c for p, c in zip(paths, ckpts) if c["model_name"] == HEAD}
+        heads = [c for c in ckpts if c["model_name"] == HEAD]
         models = [fuse_for_inference(model_from_checkpoint(c)).to(device).to(memory_format=torch.channels_last)
                   for c in ckpts if c["model_name"] != HEAD]
         runs = [c.get("extra", {}).get("mlflow_run_id") for c in ckpts]
         return cls(paths, models, list(next(iter(lists))), SpecSettings.from_mapping(ckpts[0]["spec_settings"]),
-                   device, [r for r in dict.fromkeys(runs) if r], [model_from_checkpoint(c) for c in heads.values()],
-                   _head_embedder(source, heads) if heads else None)
+                   device, [r for r in dict.fromkeys(runs) if r], [model_from_checkpoint(c) for c in heads],
+                   _head_embedder(source, {p.name: c for p, c in zip(paths, ckpts) if c["model_name"] == HEAD})
+                   if heads else None)
 
     @property
     def codes(self) -> list[str]:
@@ -332,7 +333,8 @@ def iter_scores(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, cal
     given = {os.path.abspath(f): f for f in files}
     load = functools.partial(Ensemble.load, [p.resolve() for p in ensemble.paths], "auto")
     call = functools.partial(score_segments, calibration=calibration, batch_size=batch_size)
-    for (path, *_), out in engine.map_with_model([(p, settings, bool(ensemble.models)) for p in given], load, call,
+    items = [(p, settings, bool(ensemble.models)) for p in given]
+    for (path, *_), out in engine.map_with_model(items, load, call, lambda item, why: (item[0], why),
                                                prepare=file_segments):
         yield dataclasses.replace(out, path=given[path]) if isinstance(out, FileScores) else (str(given[path]), out[1])
 

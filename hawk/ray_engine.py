@@ -7,8 +7,11 @@ the model (one load per actor, on a GPU when the cluster has one and ``gpus_per_
 scoring or embedding. Results come back to the driver, the stage's own process, which alone writes
 files and SQLite, so no file is written by two processes at once.
 
-Faults: a worker that dies (``kill -9`` included) has its task retried, and a dead actor is restarted
-and its call retried (Ray Data's defaults: unlimited retries for system failures); the functions
+Faults: a worker that dies (``kill -9``, out of memory, a decoder crash) has its task retried, and a
+dead actor is restarted and its call retried, ``max_retries`` times each (Ray Data's default is
+forever, so one recording that always kills its worker would stall a run). A block whose retries are
+spent is dropped and the job goes on; its recordings are tried again one per task, and one that fails
+that way too is handed back as lost, with the reason, for the stage's skip report. The functions
 themselves never raise for a bad recording, they return the reason.
 
 What every node needs: the locked environment (``make install``) and the recordings, checkpoints and
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +33,7 @@ import numpy as np
 
 from hawk.errors import HawkError
 
+log = logging.getLogger(__name__)
 ITEMS_PER_BLOCK = 8  # recordings per Ray Data block: small enough to spread, large enough to be cheap
 
 
@@ -41,6 +46,7 @@ class RayEngine:
     ``gpus_per_actor``: ``auto`` gives each model actor one GPU when the cluster has GPUs.
     ``concurrency``: model actors in the pool (None: one per ``cpus_per_actor`` CPUs of the cluster).
     ``batch_size``: recordings per actor call.
+    ``max_retries``: retries of a task, and restarts of an actor, after its worker died.
     """
 
     address: str = ""
@@ -50,6 +56,7 @@ class RayEngine:
     gpus_per_actor: float | str = "auto"
     concurrency: int | None = None
     batch_size: int = 1
+    max_retries: int = 3
     _started: bool = False
 
     def __enter__(self) -> "RayEngine":
@@ -71,6 +78,7 @@ class RayEngine:
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False  # the stage draws one bar over the whole job
         ctx.print_on_execution_start = False
+        ctx.max_errored_blocks = -1  # a block whose retries are spent is dropped; _collect retries its items
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         return self
 
@@ -97,44 +105,66 @@ class RayEngine:
         fits = self._cluster("GPU") // gpus if gpus else self._cluster("CPU") // max(self.cpus_per_actor, 1e-9)
         return gpus, self.concurrency or max(1, int(fits))
 
-    def _dataset(self, items: list[Any]):
+    def _dataset(self, items: list[Any], per_block: int = ITEMS_PER_BLOCK):
         import ray
 
         rows = [{"i": i, "x": pickle.dumps(item)} for i, item in enumerate(items)]
         cpus = max(self._cluster("CPU"), 1)
-        blocks = min(len(rows), max(math.ceil(len(rows) / ITEMS_PER_BLOCK), int(4 * cpus)))
+        blocks = min(len(rows), max(math.ceil(len(rows) / per_block), int(4 * cpus)))
         return ray.data.from_items(rows, override_num_blocks=max(blocks, 1))
 
-    def map(self, fn: Callable[..., Any], items: list[tuple]) -> Iterator[tuple[tuple, Any]]:
-        """``fn(*item)`` for every item, as CPU tasks; yields (item, result) as results arrive."""
-        if not items:
-            return iter(())
-        ds = self._dataset(items).map(_Apply(fn), num_cpus=self.cpus_per_task)
-        return self._collect(ds, items)
+    def map(self, fn: Callable[..., Any], items: list[tuple],
+            lost: Callable[[tuple, str], Any]) -> Iterator[tuple[tuple, Any]]:
+        """``fn(*item)`` for every item, as CPU tasks; yields (item, result) as results arrive, and
+        (item, ``lost(item, reason)``) for an item whose workers died on every retry."""
+        def job(todo: list[tuple], per_block: int):
+            return self._dataset(todo, per_block).map(_Apply(fn), num_cpus=self.cpus_per_task,
+                                                      max_retries=self.max_retries)
+        return self._collect(job, items, lost)
 
     def map_with_model(self, items: list[tuple], load: Callable[[], Any], call: Callable[..., Any],
+                       lost: Callable[[tuple, str], Any],
                        prepare: Callable[..., Any] | None = None) -> Iterator[tuple[tuple, Any]]:
         """``call(model, prepare(*item))`` for every item (``call(model, item)`` without ``prepare``),
-        where ``model = load()`` once per actor. With GPUs, ``prepare`` runs as CPU tasks feeding GPU
-        actors; on CPUs only, each actor runs both, so actors and tasks never wait on each other's CPUs."""
-        if not items:
-            return iter(())
-        gpus, actors = self._resources()
-        ds = self._dataset(items)
-        if prepare is not None and gpus > 0:
-            ds = ds.map(_Apply(prepare), num_cpus=self.cpus_per_task)
-            prepare = None
+        where ``model = load()`` once per actor; lost items as in :meth:`map`. With GPUs, ``prepare``
+        runs as CPU tasks feeding GPU actors; on CPUs only, each actor runs both, so actors and tasks
+        never wait on each other's CPUs."""
         from ray.data import ActorPoolStrategy
 
-        ds = ds.map_batches(_ModelActor, fn_constructor_args=(load, call, prepare), batch_size=self.batch_size,
-                            batch_format="numpy", compute=ActorPoolStrategy(size=actors), num_cpus=self.cpus_per_actor,
-                            num_gpus=gpus)
-        return self._collect(ds, items)
+        gpus, actors = self._resources() if items else (0.0, 1)
 
-    @staticmethod
-    def _collect(ds, items: list[tuple]) -> Iterator[tuple[tuple, Any]]:
-        for row in ds.iter_rows():
-            yield items[int(row["i"])], pickle.loads(row["x"])
+        def job(todo: list[tuple], per_block: int):
+            ds, prep = self._dataset(todo, per_block), prepare
+            if prep is not None and gpus > 0:
+                ds, prep = ds.map(_Apply(prep), num_cpus=self.cpus_per_task, max_retries=self.max_retries), None
+            return ds.map_batches(_ModelActor, fn_constructor_args=(load, call, prep), batch_size=self.batch_size,
+                                  batch_format="numpy", compute=ActorPoolStrategy(size=actors),
+                                  num_cpus=self.cpus_per_actor, num_gpus=gpus, max_restarts=self.max_retries,
+                                  max_task_retries=self.max_retries)
+        return self._collect(job, items, lost)
+
+    def _collect(self, job: Callable[[list[tuple], int], Any], items: list[tuple],
+                 lost: Callable[[tuple, str], Any]) -> Iterator[tuple[tuple, Any]]:
+        """Results of ``job(items, per_block)`` as they arrive; the items of dropped blocks run once
+        more, one per block, so one crashing recording costs only itself."""
+        todo, per_block = list(items), ITEMS_PER_BLOCK
+        for final in (False, True):
+            if not todo:
+                return
+            seen = set()
+            with warnings.catch_warnings():  # retry limits exist only as ray_remote_args in Ray 2.60
+                warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+                ds = job(todo, per_block)
+            for row in ds.iter_rows():
+                seen.add(int(row["i"]))
+                yield todo[int(row["i"])], pickle.loads(row["x"])
+            todo, per_block = [it for i, it in enumerate(todo) if i not in seen], 1
+            if todo:
+                log.warning("%d items lost their workers %d times; %s", len(todo), self.max_retries + 1,
+                            "reported as skipped" if final else "trying each alone")
+        for item in todo:
+            yield item, lost(item, f"its worker died {2 * (self.max_retries + 1)} times (out of memory, or a "
+                                   "crash while decoding or scoring it)")
 
 
 class _Apply:

@@ -323,6 +323,7 @@ class RayEngine:
     gpus_per_actor: float = setting(ge=0, auto=True)
     concurrency: int | None = setting(ge=1)
     batch_size: int = setting(ge=1)
+    max_retries: int = setting(ge=0)
 
 
 @dataclass

@@ -300,3 +300,26 @@ def test_an_address_where_nothing_listens_fails_at_once_naming_the_cause():
     assert "rejected this process's authentication" in connect_failure(RuntimeError("Authentication token mismatch"))
     assert "versions differ" in connect_failure(RuntimeError("Version mismatch: the cluster runs Ray 2.59"))
     assert "no Ray cluster answers there" in connect_failure(ConnectionError("could not connect"))
+
+
+def test_an_item_that_always_kills_its_worker_is_reported_lost_and_the_rest_come_back(cluster):
+    """Bounded retries: a recording that takes its worker down every time (as an OOM kill or a decoder
+    crash would) ends as one lost item with the reason, and costs no other item of its block."""
+    def work(i):
+        if i == 5:
+            os._exit(1)
+        return i * 10
+
+    def call(model, item):
+        if item[0] == 3:
+            os._exit(1)
+        return item[0] * model
+
+    with RayEngine(address=cluster, max_retries=1) as eng:
+        got = {k[0]: v for k, v in eng.map(work, [(i,) for i in range(12)], lambda item, why: f"lost: {why}")}
+        scored = {k[0]: v for k, v in eng.map_with_model([(i,) for i in range(6)], lambda: 2, call,
+                                                         lambda item, why: f"lost: {why}")}
+    assert {i: v for i, v in got.items() if i != 5} == {i: i * 10 for i in range(12) if i != 5}
+    assert got[5] == "lost: its worker died 4 times (out of memory, or a crash while decoding or scoring it)"
+    assert {i: v for i, v in scored.items() if i != 3} == {i: i * 2 for i in range(6) if i != 3}
+    assert scored[3].startswith("lost: its worker died")

@@ -70,7 +70,7 @@ def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, ou
         items = [it for it in items if it[2]]
         call = functools.partial(embed_recording, batch_size=batch_size)
         with progress_bar(len(items), f"embed {code} on the cluster", show_progress) as bar:
-            for item, out in engine.map_with_model(items, load_embedder, call):
+            for item, out in engine.map_with_model(items, load_embedder, call, lambda item, why: why):
                 remote[item[1]] = out
                 bar.update()
     with progress_bar(sum(len(g) for _, g in groups), f"embed {code}", show_progress and engine is None,
