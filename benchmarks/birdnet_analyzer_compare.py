@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kit import kit_under  # noqa: E402
+from kit import add_kit_arguments, kit_from  # noqa: E402
 from quality import coarser  # noqa: E402
 from results import record  # noqa: E402
 
@@ -104,10 +104,10 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=["segments", "center"])
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--name", default="birdnet-analyzer-kit")
-    p.add_argument("--seed", type=int, default=0, help="the kit's seed, when the kit is made here")
+    add_kit_arguments(p)
     args = p.parse_args()
     work = args.work.resolve()
-    kit = kit_under(work, seed=args.seed)
+    kit = kit_from(work, args)
     py = venv(args.venv)
     codes = sorted(d.name for d in (kit / "sources").iterdir() if d.is_dir())
     recordings = find_recordings(kit / "test" / "recordings")
@@ -129,8 +129,8 @@ def main() -> None:
                          "per_recording": macro_ap(pr, files, codes, ignore),
                          "train_seconds": round(train_s), "analyze_seconds": round(analyze_s)}
         print(mode, figures[mode], flush=True)
-    record(args.name, f"BirdNET-Analyzer {VERSION} custom classifier on the benchmark kit", figures,
-           command="python benchmarks/birdnet_analyzer_compare.py",
+    record(args.name, f"BirdNET-Analyzer {VERSION} custom classifier on the benchmark kit", {"kit": kit.name, **figures},
+           command=f"python benchmarks/birdnet_analyzer_compare.py --design {args.design} --seed {args.seed}",
            notes="Its own train and analyze commands (defaults, 50 epochs), scored by hawk's tester. "
                  "BirdNET's weights are licensed CC BY-NC-SA 4.0.")
 

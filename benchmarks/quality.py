@@ -12,7 +12,8 @@ no outputs), declares the kit's classes as local sources and its soundscapes as 
   that hold no call, and the share of windows with a call that were lost.
 
     python benchmarks/quality.py [--work /tmp/hawk-quality] [--set select.unattended.by=activity ...]
-                                 [--name quality-kit] [--recordings 7 --soundscapes 12] [--seed 0]
+                                 [--name quality-kit] [--design recorded|synthetic] [--seed 0]
+                                 [--recordings 7 --soundscapes 12]
 
 The result goes to benchmarks/results/<name>.json (docs/benchmarks.md is made from it).
 
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from kit import kit_under  # noqa: E402
+from kit import add_kit_arguments, kit_from  # noqa: E402
 from results import commit, record  # noqa: E402
 
 COPY = ("hawk", "stages", "conf", "dvc.yaml", ".dvcignore", ".dvc/config", "pyproject.toml")
@@ -191,12 +192,10 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/hawk-quality"))
     p.add_argument("--set", dest="overrides", action="append", default=[], help="a Hydra override (repeatable)")
     p.add_argument("--name", default="quality-kit", help="benchmarks/results/<name>.json")
-    p.add_argument("--recordings", type=int, default=7)
-    p.add_argument("--soundscapes", type=int, default=12)
-    p.add_argument("--seed", type=int, default=0, help="the kit's seed (another kit of the same design)")
+    add_kit_arguments(p)
     args = p.parse_args()
     work = args.work.resolve()
-    kit = kit_under(work, args.recordings, args.soundscapes, args.seed)
+    kit = kit_from(work, args)
     at = commit()  # the code copied into the project, whatever is checked out when the run ends
     repo = project(work, kit, args.overrides)
     start = time.perf_counter()
@@ -223,14 +222,15 @@ def main() -> None:
     with open(repo / "metrics" / "test_per_class.csv", newline="", encoding="utf-8") as f:
         per_class = list(csv.DictReader(f))
     train = json.loads((repo / "metrics" / "train.json").read_text())
-    result = {"overrides": args.overrides, "kit_seed": args.seed, "macro_ap": ap, "members_macro_ap": members, "wall_seconds": round(total),
+    result = {"overrides": args.overrides, "kit": kit.name, "kit_seed": args.seed, "macro_ap": ap, "members_macro_ap": members, "wall_seconds": round(total),
               "stage_seconds": {k: round(v) for k, v in times.items()},
               "train_spectrograms_per_s": train.get("spectrograms_per_s"),
               "per_class_ap": {r["code"]: r.get("ap") for r in per_class if r.get("annotated") in ("True", "true", "1")},
               **dropped_calls(repo, kit / "truth.csv"), "selection": selection_quality(repo, kit / "truth.csv")}
     print(json.dumps(result, indent=2))
     record(args.name, f"Quality on the benchmark kit ({' '.join(args.overrides) or 'defaults'})", result,
-           command=f"python benchmarks/quality.py {' '.join('--set ' + o for o in args.overrides)}".strip(), at=at)
+           command=" ".join(["python benchmarks/quality.py", f"--design {args.design} --seed {args.seed}",
+                             *("--set " + o for o in args.overrides)]), at=at)
 
 
 if __name__ == "__main__":
