@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -124,25 +125,35 @@ def _ap(values: dict[str, Any]) -> str:
     return " / ".join(f"{float(values[k]):.3f}" for k in ("per_sound", "per_minute", "per_recording"))
 
 
+def _kit(figures: dict[str, Any], stem: str) -> tuple[str, int]:
+    """The kit a result ran on: its design and seed (results from before the recorded design name none)."""
+    name = figures.get("kit", "")
+    design = "recorded" if "-recorded-" in name else "synthetic"
+    m = re.search(r"-seed(\d+)-", name)
+    seed = int(m.group(1)) if m else int(figures.get("kit_seed", stem.endswith("seed1")))
+    return design, seed
+
+
 def quality_table(files: list[Path]) -> str:
     """README's table: one row per system measured on the kit (each hawk run, each of its checkpoints
-    alone when it made several, BirdNET-Analyzer in each mode), macro AP per sound / minute / recording."""
-    rows = ["| system | kit seed | macro AP per sound / minute / recording | result file (`benchmarks/results/`) |",
-            "|---|---|---|---|"]
+    alone when it made several, BirdNET-Analyzer in each mode), macro AP per sound / minute / recording;
+    the recorded kit's rows first."""
+    rows = []
     for path in files:
         r = json.loads(path.read_text(encoding="utf-8"))
         f = r["figures"]
+        design, seed = _kit(f, path.stem)
         if path.stem.startswith("quality"):
-            seed = f.get("kit_seed", 0)
             what = " ".join(o for o in f.get("overrides", []) if o != "dedup.mode=remove") or "defaults"
-            rows.append(f"| hawk {r.get('commit', '')} ({what}) | {seed} | {_ap(f['macro_ap'])} | {path.stem} |")
-            rows += [f"| hawk: {k} alone | {seed} | {_ap(v)} | {path.stem} |"
-                     for k, v in (f.get("members_macro_ap") or {}).items()]
+            rows.append((design, seed, f"hawk {r.get('commit', '')} ({what})", f["macro_ap"], path.stem))
+            rows += [(design, seed, f"hawk: {k} alone", v, path.stem) for k, v in (f.get("members_macro_ap") or {}).items()]
         else:
-            seed = 1 if path.stem.endswith("seed1") else 0
-            rows += [f"| BirdNET-Analyzer 2.4.0, {mode} mode | {seed} | {_ap(v)} | {path.stem} |"
-                     for mode, v in f.items()]
-    return "\n".join([BEGIN, *rows, END])
+            rows += [(design, seed, f"BirdNET-Analyzer 2.4.0, {mode} mode", v, path.stem)
+                     for mode, v in f.items() if isinstance(v, dict)]
+    rows.sort(key=lambda x: (x[0] != "recorded", x[1]))
+    return "\n".join([BEGIN, "| kit | system | macro AP per sound / minute / recording | result file (`benchmarks/results/`) |",
+                      "|---|---|---|---|", *(f"| {d}, seed {s} | {what} | {_ap(ap)} | {stem} |" for d, s, what, ap, stem in rows),
+                      END])
 
 
 def readme_text(files: list[Path]) -> str:

@@ -60,12 +60,18 @@ class RayEngine:
     _started: bool = False
 
     def __enter__(self) -> "RayEngine":
+        if self.address:
+            listening(self.address)  # a wrong address fails here, in seconds, even with nothing to do
+        return self
+
+    def _start(self) -> None:
+        """Join or start the cluster on the first call that has work: a rerun with nothing left to do
+        never pays Ray's start-up (about 20 s per job)."""
         import ray
 
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
             if self.address:
-                listening(self.address)
                 try:
                     ray.init(address=self.address, **kwargs)
                 except (ConnectionError, RuntimeError, ValueError) as e:
@@ -80,7 +86,6 @@ class RayEngine:
         ctx.print_on_execution_start = False
         ctx.max_errored_blocks = -1  # a block whose retries are spent is dropped; _collect retries its items
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._started:
@@ -131,9 +136,8 @@ class RayEngine:
         never wait on each other's CPUs."""
         from ray.data import ActorPoolStrategy
 
-        gpus, actors = self._resources() if items else (0.0, 1)
-
         def job(todo: list[tuple], per_block: int):
+            gpus, actors = self._resources()
             ds, prep = self._dataset(todo, per_block), prepare
             if prep is not None and gpus > 0:
                 ds, prep = ds.map(_Apply(prep), num_cpus=self.cpus_per_task, max_retries=self.max_retries), None
@@ -151,6 +155,7 @@ class RayEngine:
         for final in (False, True):
             if not todo:
                 return
+            self._start()
             seen = set()
             with warnings.catch_warnings():  # retry limits exist only as ray_remote_args in Ray 2.60
                 warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")

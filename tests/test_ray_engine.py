@@ -323,3 +323,13 @@ def test_an_item_that_always_kills_its_worker_is_reported_lost_and_the_rest_come
     assert got[5] == "lost: its worker died 4 times (out of memory, or a crash while decoding or scoring it)"
     assert {i: v for i, v in scored.items() if i != 3} == {i: i * 2 for i in range(6) if i != 3}
     assert scored[3].startswith("lost: its worker died")
+
+
+def test_nothing_to_do_never_starts_ray():
+    """A rerun with nothing left to score decides so before Ray's ~20 s start-up."""
+    import ray
+
+    with RayEngine() as eng:
+        assert list(eng.map(abs, [], lambda item, why: why)) == []
+        assert list(eng.map_with_model([], lambda: 1, lambda model, item: item, lambda item, why: why)) == []
+        assert not ray.is_initialized()
