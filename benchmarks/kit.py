@@ -196,17 +196,25 @@ class Recorded:
             self._at[kind, i, sr] = x if sr == recorded.SR else resample_poly(x, sr // g, recorded.SR // g)
         return self._at[kind, i, sr]
 
-    def bed(self, rng: Rng, n: int, sr: int, level: float) -> np.ndarray:
-        """A recorded background from a random point, looped with 50-ms crossfades, at about
-        ``level`` to 2 x ``level`` RMS over a little plain noise."""
+    def _layer(self, rng: Rng, n: int, sr: int) -> np.ndarray:
+        """One ambience from a random point, looped with 50-ms crossfades and played 0.85-1.15 x as
+        fast (so two recordings never share a stretch of identical background, which real ones
+        never do and which dedup would rightly call a copy); unit RMS."""
         x = self.pick(rng, "bed", sr)
+        speed = rng.uniform(0.85, 1.15)
+        need = int(n * speed) + 2
         out, fade = x[int(rng.integers(len(x) // 2)):], min(int(0.05 * sr), len(x) // 4)
         ramp = np.linspace(0.0, 1.0, fade)
-        while len(out) < n:
+        while len(out) < need:
             out = np.concatenate([out[:-fade], out[-fade:] * (1 - ramp) + x[:fade] * ramp, x[fade:]])
-        out = out[:n]
-        gain = level * rng.uniform(0.7, 2.0) / (np.sqrt(np.mean(out ** 2)) + 1e-9)
-        return background(rng, n, level * 0.3) + out * gain
+        out = np.interp(np.arange(n) * speed, np.arange(need), out[:need])
+        return out / (np.sqrt(np.mean(out ** 2)) + 1e-9)
+
+    def bed(self, rng: Rng, n: int, sr: int, level: float) -> np.ndarray:
+        """A recorded background at about ``level`` to 2 x ``level`` RMS: one ambience, a second one
+        quieter beneath it, and a little plain noise."""
+        main, under = self._layer(rng, n, sr), self._layer(rng, n, sr)
+        return background(rng, n, level * 0.3) + level * rng.uniform(0.7, 2.0) * (main + rng.uniform(0.2, 0.5) * under)
 
 
 def _bed(rng: Rng, n: int, sr: int, level: float, sounds: Recorded | None) -> np.ndarray:
