@@ -145,15 +145,27 @@ def quality_table(files: list[Path]) -> str:
         design, seed = _kit(f, path.stem)
         if path.stem.startswith("quality"):
             what = " ".join(o for o in f.get("overrides", []) if o != "dedup.mode=remove") or "defaults"
-            rows.append((design, seed, f"hawk {r.get('commit', '')} ({what})", f["macro_ap"], path.stem))
-            rows += [(design, seed, f"hawk: {k} alone", v, path.stem) for k, v in (f.get("members_macro_ap") or {}).items()]
+            rows.append((design, seed, f"hawk {r.get('commit', '')} ({what})", f["macro_ap"], _selection(f), path.stem))
+            rows += [(design, seed, f"hawk: {k} alone", v, "", path.stem) for k, v in (f.get("members_macro_ap") or {}).items()]
         else:
-            rows += [(design, seed, f"BirdNET-Analyzer 2.4.0, {mode} mode", v, path.stem)
+            rows += [(design, seed, f"BirdNET-Analyzer 2.4.0, {mode} mode", v, "", path.stem)
                      for mode, v in f.items() if isinstance(v, dict)]
     rows.sort(key=lambda x: (x[0] != "recorded", x[1]))
-    return "\n".join([BEGIN, "| kit | system | macro AP per sound / minute / recording | result file (`benchmarks/results/`) |",
-                      "|---|---|---|---|", *(f"| {d}, seed {s} | {what} | {_ap(ap)} | {stem} |" for d, s, what, ap, stem in rows),
-                      END])
+    return "\n".join([BEGIN, "| kit | system | macro AP per sound / minute / recording | curation: ROC-AUC / kept empty / "
+                      "calls lost | result file (`benchmarks/results/`) |", "|---|---|---|---|---|",
+                      *(f"| {d}, seed {s} | {what} | {_ap(ap)} | {sel} | {stem} |" for d, s, what, ap, sel, stem in rows), END])
+
+
+def _selection(figures: dict[str, Any]) -> str:
+    """How well unattended curation chose the training windows, against the kit's truth: the ROC-AUC of
+    the scorer it used (pooled over classes), the share of kept windows with no call of their class,
+    and the share of windows with a call that it dropped."""
+    sel = figures.get("selection") or {}
+    by = "activity" if "select.unattended.by=activity" in figures.get("overrides", []) else "model"
+    auc = (sel.get(f"{by}_roc_auc") or {}).get("pooled")
+    if auc is None or "kept_empty_share" not in sel:
+        return ""
+    return f"{by} {auc:.3f} / {sel['kept_empty_share']:.1%} / {sel['calls_lost_share']:.1%}"
 
 
 def readme_text(files: list[Path]) -> str:
