@@ -18,6 +18,7 @@ import soxr
 from hawk.errors import HawkError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".mp4", ".opus", ".wma", ".aif", ".aiff")
+RESAMPLER_WARMUP = 3.0  # seconds decoded before a part of a stream, so the resampler's fresh start never reaches it
 _SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff"}
 
 
@@ -52,13 +53,17 @@ def is_audio_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
 
 
-def _soundfile_blocks(path: Path, block_seconds: float) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+def _soundfile_blocks(path: Path, block_seconds: float, skip: int = 0) -> tuple[AudioInfo, Iterator[np.ndarray]]:
     f = sf.SoundFile(str(path))
     info = AudioInfo(f.samplerate, f.channels, f.frames / f.samplerate if f.frames > 0 else 0.0)
     block_frames = max(1, int(block_seconds * f.samplerate))
 
     def gen() -> Iterator[np.ndarray]:
         with f:
+            if skip and f.seekable():
+                f.seek(min(skip, f.frames))
+            elif skip:
+                f.read(skip, dtype="float32")
             while True:
                 block = f.read(block_frames, dtype="float32", always_2d=True)
                 if not len(block):
@@ -68,7 +73,7 @@ def _soundfile_blocks(path: Path, block_seconds: float) -> tuple[AudioInfo, Iter
     return info, gen()
 
 
-def _av_blocks(path: Path, block_seconds: float) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+def _av_blocks(path: Path, block_seconds: float, skip: int = 0) -> tuple[AudioInfo, Iterator[np.ndarray]]:
     import av  # imported here: only m4a/aac and odd formats need FFmpeg
 
     container = av.open(str(path))
@@ -87,12 +92,18 @@ def _av_blocks(path: Path, block_seconds: float) -> tuple[AudioInfo, Iterator[np
 
     def gen() -> Iterator[np.ndarray]:
         pending: list[np.ndarray] = []
-        have = 0
+        have, dropped = 0, 0
         try:
             for packet in container.demux(stream):
                 for frame in packet.decode():
                     for out in resampler.resample(frame):
-                        pending.append(out.to_ndarray().T)
+                        samples = out.to_ndarray().T
+                        if dropped < skip:  # FFmpeg's seeks land on packets, not samples: decode and drop
+                            cut = min(skip - dropped, len(samples))
+                            samples, dropped = samples[cut:], dropped + cut
+                        if not len(samples):
+                            continue
+                        pending.append(samples)
                         have += pending[-1].shape[0]
                         if have >= block_frames:
                             buf = np.concatenate(pending)
@@ -106,8 +117,9 @@ def _av_blocks(path: Path, block_seconds: float) -> tuple[AudioInfo, Iterator[np
     return AudioInfo(rate, channels, duration), gen()
 
 
-def open_blocks(path: str | Path, block_seconds: float = 60.0) -> tuple[AudioInfo, Iterator[np.ndarray]]:
-    """Open ``path`` and return its info and an iterator of (frames, channels) float32 blocks."""
+def open_blocks(path: str | Path, block_seconds: float = 60.0, skip: int = 0) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    """Open ``path`` and return its info and an iterator of (frames, channels) float32 blocks, from
+    frame ``skip`` of the file on."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "no such file")
@@ -117,7 +129,7 @@ def open_blocks(path: str | Path, block_seconds: float = 60.0) -> tuple[AudioInf
     backends = (_soundfile_blocks, _av_blocks) if path.suffix.lower() in _SOUNDFILE_EXTENSIONS else (_av_blocks,)
     for backend in backends:
         try:
-            return backend(path, block_seconds)
+            return backend(path, block_seconds, skip)
         except AudioError:
             raise
         except Exception as e:  # each backend has its own error types; all mean "cannot decode"
@@ -168,17 +180,35 @@ def _nonfinite_error(path: str | Path, bad: int, seen: int, rest: Iterator[np.nd
 
 
 def iter_mono(
-    path: str | Path, sample_rate: int, block_seconds: float = 60.0, check_seconds: float = 3.0
+    path: str | Path, sample_rate: int, block_seconds: float = 60.0, check_seconds: float = 3.0, start: float = 0.0
 ) -> tuple[AudioInfo, Iterator[np.ndarray]]:
     """Stream ``path`` as mono float32 blocks at ``sample_rate``, one channel chosen for stereo.
 
     A file with any NaN or infinite sample (a float WAV written by a broken tool) raises
     :class:`AudioError` naming how many: such samples would turn every spectrogram they touch into
-    garbage, so the recording is skipped (and reported) rather than patched."""
+    garbage, so the recording is skipped (and reported) rather than patched.
+
+    ``start`` (seconds) begins the stream part-way, on the same channel the whole stream would use.
+    Where ``start`` falls on a sample of the file, decoding begins there; the resampler then starts
+    fresh, so its first milliseconds differ slightly from the whole stream's (callers that need
+    equality start a few seconds early and drop them). Elsewhere the file is decoded from its start."""
     info, blocks = open_blocks(path, block_seconds)
+    channel: int | None = None
+    drop = 0  # output samples to drop (start not on a sample of the file)
+    if start > 0:
+        if info.channels > 1:  # the whole stream's choice, made on its first block
+            channel = choose_channel(next(blocks, np.zeros((0, info.channels), np.float32)), info.sample_rate,
+                                     check_seconds)
+        blocks.close()
+        skip = start * info.sample_rate
+        if abs(skip - round(skip)) < 1e-6:
+            info, blocks = open_blocks(path, block_seconds, int(round(skip)))
+        else:
+            info, blocks = open_blocks(path, block_seconds)
+            drop = int(round(start * sample_rate))
 
     def gen() -> Iterator[np.ndarray]:
-        channel: int | None = None
+        nonlocal channel, drop
         stream = None
         seen = 0
         try:
@@ -190,16 +220,16 @@ def iter_mono(
                 if channel is None:
                     channel = choose_channel(block, info.sample_rate, check_seconds)
                 mono = np.ascontiguousarray(block[:, channel])
-                if info.sample_rate == sample_rate:
+                if info.sample_rate != sample_rate:
+                    if stream is None:
+                        stream = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
+                    mono = stream.resample_chunk(mono)
+                if drop:
+                    mono, drop = mono[drop:], max(0, drop - len(mono))
+                if len(mono):
                     yield mono
-                    continue
-                if stream is None:
-                    stream = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
-                out = stream.resample_chunk(mono)
-                if len(out):
-                    yield out
             if stream is not None:
-                tail = stream.resample_chunk(np.zeros(0, np.float32), last=True)
+                tail = stream.resample_chunk(np.zeros(0, np.float32), last=True)[drop:]
                 if len(tail):
                     yield tail
         except AudioError:

@@ -12,6 +12,7 @@ a recording is heard too. Scores are the mean of the models' sigmoid outputs, th
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import functools
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hawk.audio import AUDIO_EXTENSIONS, AudioError, is_audio_file, iter_mono
+from hawk.audio import AUDIO_EXTENSIONS, RESAMPLER_WARMUP, AudioError, duration, is_audio_file, iter_mono
 from hawk.ckpt import CheckpointError, load_checkpoint, model_from_checkpoint
 from hawk.embed_head import NAME as HEAD
 from hawk.errors import HawkError
@@ -114,6 +115,8 @@ class Ensemble:
     def window_scores(self, res: dict[str, Any], batch_size: int = 64) -> np.ndarray:
         """Mean score of every member for the segments of one :func:`file_segments` result; the heads
         embed the segments at the same offsets from the recording itself."""
+        if not len(res["offsets"]):  # a part past a recording's end
+            return np.zeros((0, len(self.classes)), np.float32)
         total = self.scores(res["specs"], batch_size) * len(self.models) if self.models else 0.0
         if self.heads:
             x = torch.from_numpy(self.embedder.embed_file(res["path"], res["offsets"].tolist(), batch_size))
@@ -175,37 +178,69 @@ def segment_count(seconds: float, settings: SpecSettings) -> int:
     return 1 if seconds <= seg else math.ceil((seconds - seg) / step - 0.05) + 1
 
 
-def file_segments(path: str, settings: SpecSettings, spectrograms: bool = True) -> dict[str, Any]:
+def file_segments(path: str, settings: SpecSettings, spectrograms: bool = True, first: int = 0,
+                  count: int | None = None) -> dict[str, Any]:
     """Worker: uint8 spectrograms of one recording at ``settings.offset`` steps (end zero-padded).
     Without ``spectrograms`` only the offsets (an ensemble of embedding heads alone reads the audio
-    itself, at its embedder's sample rate)."""
-    try:
-        info, blocks = iter_mono(path, settings.sample_rate, settings.block_seconds, settings.check_seconds)
-        seen = 0
+    itself, at its embedder's sample rate).
 
-        def padded() -> Iterator[np.ndarray]:
-            nonlocal seen
+    ``first`` and ``count`` ask for one part of a long recording: segments ``first`` to
+    ``first + count - 1`` (``count`` None: to the end), equal to the whole call's within float
+    rounding. Decoding starts :data:`hawk.audio.RESAMPLER_WARMUP` seconds early, where neither the resampler's fresh
+    start nor the STFT's reflected edge reaches a kept segment, and stops a little after the last.
+    ``end`` says whether the part reached the end of the recording (``seconds`` is then its length)."""
+    try:
+        sr = settings.sample_rate
+        lead = min(first, math.ceil(RESAMPLER_WARMUP / settings.offset))
+        base_k = first - lead  # the segment where the decoded stream starts
+        base = int(round(base_k * settings.offset * sr))  # samples before it
+        limit = None if count is None else int(round((lead + count) * settings.offset * sr + settings.segment_len * sr)) \
+            + 2 * settings.n_fft
+        info, blocks = iter_mono(path, sr, settings.block_seconds, settings.check_seconds, base_k * settings.offset)
+        seen, end = 0, True
+
+        def stream() -> Iterator[np.ndarray]:
+            nonlocal seen, end
             for b in blocks:
+                if limit is not None and seen + len(b) >= limit:
+                    b, end = b[: limit - seen], False
                 seen += len(b)
                 yield b
-            n = segment_count(seen / settings.sample_rate, settings)
-            missing = int(round(((n - 1) * settings.offset + settings.segment_len) * settings.sample_rate)) - seen
-            if missing > 0:
-                yield np.zeros(missing, np.float32)
+                if not end:
+                    blocks.close()
+                    return
 
-        offsets, specs = [], []
+        def padded(head: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+            yield head
+            yield from rest
+            if end:
+                n = segment_count((base + seen) / sr, settings)
+                missing = int(round(((n - 1) * settings.offset + settings.segment_len) * sr)) - base - seen
+                if missing > 0:
+                    yield np.zeros(missing, np.float32)
+
+        shape = (0, settings.spec_height, settings.spec_width)
+        rest = stream()
+        head = next(rest, None)
+        if head is None:  # nothing from here on: an empty file, or a part past a recording's real end
+            if not first:
+                return {"path": path, "error": "no audio samples (empty or corrupt file)"}
+            return {"path": path, "offsets": np.zeros(0), "specs": np.zeros(shape, np.uint8), "seconds": None, "end": True}
+        ks, specs = [], []
         if spectrograms:
-            for offset, spec in SpectrogramMaker(settings).segments(padded()):
-                offsets.append(offset)
+            for offset, spec in SpectrogramMaker(settings).segments(padded(head, rest)):
+                ks.append(base_k + int(round(offset / settings.offset)))
                 specs.append(np.round(spec * 255).astype(np.uint8))
         else:
-            seen = sum(len(b) for b in blocks)
-            offsets = [k * settings.offset for k in range(segment_count(seen / settings.sample_rate, settings))]
-        if seen == 0:
-            return {"path": path, "error": "no audio samples (empty or corrupt file)"}
-        shape = (0, settings.spec_height, settings.spec_width)
-        return {"path": path, "offsets": np.array(offsets), "specs": np.stack(specs) if specs else np.zeros(shape, np.uint8),
-                "seconds": seen / settings.sample_rate}
+            for _ in rest:
+                pass
+        total = segment_count((base + seen) / sr, settings) if end else first + count
+        if not spectrograms:
+            ks = list(range(base_k, total))
+        keep = [i for i, k in enumerate(ks) if first <= k < (total if count is None else min(total, first + count))]
+        return {"path": path, "offsets": np.array([ks[i] * settings.offset for i in keep]),
+                "specs": np.stack([specs[i] for i in keep]) if specs and keep else np.zeros(shape, np.uint8),
+                "seconds": (base + seen) / sr, "end": end}
     except AudioError as e:
         return {"path": path, "error": e.reason}
     except Exception as e:  # one bad recording never stops the run
@@ -296,7 +331,7 @@ class FileScores:
     path: Path
     offsets: np.ndarray
     scores: np.ndarray  # (segments, classes), calibrated
-    seconds: float
+    seconds: float | None  # None for a part past a recording's real end
 
 
 @dataclass
@@ -333,10 +368,44 @@ def iter_scores(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, cal
     given = {os.path.abspath(f): f for f in files}
     load = functools.partial(Ensemble.load, [p.resolve() for p in ensemble.paths], "auto")
     call = functools.partial(score_segments, calibration=calibration, batch_size=batch_size)
-    items = [(p, settings, bool(ensemble.models)) for p in given]
-    for (path, *_), out in engine.map_with_model(items, load, call, lambda item, why: (item[0], why),
-                                               prepare=file_segments):
-        yield dataclasses.replace(out, path=given[path]) if isinstance(out, FileScores) else (str(given[path]), out[1])
+    items = [(p, settings, bool(ensemble.models), first, count) for p in given
+             for first, count in recording_parts(p, settings, engine.part_seconds)]
+    expected = collections.Counter(item[0] for item in items)
+    arrived: dict[str, list[tuple[int, Any]]] = collections.defaultdict(list)
+    for (path, _, _, first, _), out in engine.map_with_model(items, load, call, lambda item, why: (item[0], why),
+                                                           prepare=file_segments):
+        arrived[path].append((first, out))
+        if len(arrived[path]) == expected[path]:
+            merged = merge_parts([o for _, o in sorted(arrived.pop(path), key=lambda d: d[0])])
+            yield dataclasses.replace(merged, path=given[path]) if isinstance(merged, FileScores) \
+                else (str(given[path]), merged[1])
+
+
+def recording_parts(path: str, settings: SpecSettings, part_seconds: float | None) -> list[tuple[int, int | None]]:
+    """(first segment, count) of each part a recording is scored in: one part up to ``part_seconds``
+    long (or of unknown length), else parts of about ``part_seconds``, the last open-ended, so one
+    long recording spreads over workers. Parts hold an even number of segments: at 1.5 s steps each
+    part's decoding then starts on whole seconds, a sample of the file at any sample rate."""
+    seconds = duration(path)
+    per = 2 * max(1, int(part_seconds / settings.offset / 2)) if part_seconds else 0
+    n = segment_count(seconds, settings)
+    if not per or not seconds or n <= per:
+        return [(0, None)]
+    firsts = list(range(0, n, per))
+    return [(k, per) for k in firsts[:-1]] + [(firsts[-1], None)]
+
+
+def merge_parts(parts: list[FileScores | tuple[str, str]]) -> FileScores | tuple[str, str]:
+    """One recording's result from its parts in order: their segments joined; the first failure's
+    reason, naming where it fell, when any part failed."""
+    for k, p in enumerate(parts):
+        if not isinstance(p, FileScores):
+            return p if len(parts) == 1 else (p[0], f"{p[1]} (in part {k + 1} of {len(parts)})")
+    if len(parts) == 1:
+        return parts[0]
+    return FileScores(parts[0].path, np.concatenate([p.offsets for p in parts]),
+                      np.concatenate([p.scores for p in parts]),
+                      max(p.seconds for p in parts if p.seconds is not None))
 
 
 def score_files(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, calibration: tuple[float, float] = (1, 0),

@@ -15,8 +15,9 @@ that way too is handed back as lost, with the reason, for the stage's skip repor
 themselves never raise for a bad recording, they return the reason.
 
 What every node needs: the locked environment (``make install``) and the recordings, checkpoints and
-project at the same paths (a shared file system). Files are the unit of work: many files scale over
-nodes; one long recording is decoded by one task.
+project at the same paths (a shared file system). Files are the unit of work, except in infer, where a
+recording longer than ``part_seconds`` is scored in parts by many workers and joined again, equal to
+the local engine's result.
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ class RayEngine:
     ``address``: ``""`` starts a local cluster inside this process (``num_cpus`` CPUs, all when None);
     ``auto`` joins the cluster running on this machine (``ray start``); ``host:port`` joins that one.
     ``gpus_per_actor``: ``auto`` gives each model actor one GPU when the cluster has GPUs.
-    ``concurrency``: model actors in the pool (None: one per ``cpus_per_actor`` CPUs of the cluster).
+    ``concurrency``: model actors in a fixed pool (None: as many as the cluster's CPUs or GPUs hold at
+    the start, and more as nodes join an autoscaling cluster).
     ``batch_size``: recordings per actor call.
     ``max_retries``: retries of a task, and restarts of an actor, after its worker died.
+    ``part_seconds``: infer scores a longer recording in parts of about this length, on many workers.
     """
 
     address: str = ""
@@ -57,6 +60,7 @@ class RayEngine:
     concurrency: int | None = None
     batch_size: int = 1
     max_retries: int = 3
+    part_seconds: float | None = 300.0
     _started: bool = False
 
     def __enter__(self) -> "RayEngine":
@@ -141,8 +145,11 @@ class RayEngine:
             ds, prep = self._dataset(todo, per_block), prepare
             if prep is not None and gpus > 0:
                 ds, prep = ds.map(_Apply(prep), num_cpus=self.cpus_per_task, max_retries=self.max_retries), None
+            # a fixed pool when asked; else as many as fit now, growing with an autoscaling cluster
+            pool = ActorPoolStrategy(size=actors) if self.concurrency else \
+                ActorPoolStrategy(min_size=1, max_size=None, initial_size=actors)
             return ds.map_batches(_ModelActor, fn_constructor_args=(load, call, prep), batch_size=self.batch_size,
-                                  batch_format="numpy", compute=ActorPoolStrategy(size=actors),
+                                  batch_format="numpy", compute=pool,
                                   num_cpus=self.cpus_per_actor, num_gpus=gpus, max_restarts=self.max_retries,
                                   max_task_retries=self.max_retries)
         return self._collect(job, items, lost)

@@ -65,6 +65,30 @@ def test_heads_alone_get_the_offsets_the_spectrograms_have(tmp_path, seconds, ov
     assert bare["seconds"] == full["seconds"] and bare["specs"].shape == (0, *full["specs"].shape[1:])
 
 
+@pytest.mark.parametrize("ext, sr, channels", [(".flac", 44100, 2), (".wav", 37120, 1), (".mp3", 32000, 1),
+                                               (".m4a", 44100, 1), (".ogg", 11025, 1)])
+@pytest.mark.parametrize("spectrograms", [True, False])
+def test_a_recording_scored_in_parts_equals_it_scored_whole(tmp_path, ext, sr, channels, spectrograms):
+    # engine=ray scores a long recording in parts on many workers; joined, they must be the whole call's
+    # result (11025 Hz: a part's start falls between the file's samples, so it is decoded from the start)
+    settings = segment_settings(SpecSettings(), 1.5)
+    signal = synth_recording("warble", 3, 47.3, sr)
+    if channels == 2:  # the second channel is the cleaner one: every part must pick it, as the whole call does
+        signal = np.stack([signal + np.random.default_rng(1).normal(0, 0.3, len(signal)), signal], 1)
+    path = tmp_path / f"long{ext}"
+    write_audio(path, signal.astype(np.float32), sr)
+    whole = file_segments(str(path), settings, spectrograms)
+    n = len(whole["offsets"])
+    parts = [file_segments(str(path), settings, spectrograms, k, 8 if k + 8 < n else None) for k in range(0, n, 8)]
+    parts.append(file_segments(str(path), settings, spectrograms, n + 8, 8))  # past the end: empty, no error
+    assert all("error" not in p for p in parts) and [p["end"] for p in parts][-2:] == [True, True]
+    assert np.array_equal(np.concatenate([p["offsets"] for p in parts]), whole["offsets"])
+    assert max(p["seconds"] or 0 for p in parts) == pytest.approx(whole["seconds"])
+    joined = np.concatenate([p["specs"] for p in parts]).astype(int)
+    assert joined.shape == whole["specs"].shape and np.abs(joined - whole["specs"]).max(initial=0) <= 1  # uint8 rounding
+    assert not parts[0]["end"] and parts[-1]["seconds"] is None and len(parts[-1]["offsets"]) == 0
+
+
 def test_scoring_survives_bad_and_empty_files(ensemble_dir, tmp_path):
     write_audio(tmp_path / "good.flac", synth_recording("whistle", 0, 7.0, 32000), 32000)
     write_audio(tmp_path / "short.wav", synth_recording("chirp", 0, 1.0, 32000), 32000)

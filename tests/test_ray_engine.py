@@ -28,7 +28,7 @@ from hawk.embed import create_embedder
 from hawk.embed.store import load_embeddings
 from hawk.embed.run import embed_class
 from hawk.extract import extract_class
-from hawk.infer import Ensemble, FileScores, iter_scores, score_files
+from hawk.infer import Ensemble, FileScores, iter_scores, recording_parts, score_files, segment_settings
 from hawk.models import create_model
 from hawk.errors import HawkError
 from hawk.ray_engine import RayEngine, connect_failure
@@ -275,6 +275,20 @@ def test_scores_extract_and_embed_on_the_cluster_equal_the_local_engines(cluster
         vectors[name] = {where[i]: v for i, v in zip(e.ids.tolist(), e.vectors)}
     assert len(vectors["local"]) == res.added_spectrograms and vectors["local"].keys() == vectors["ray"].keys()
     assert all(np.allclose(v, vectors["ray"][k], atol=1e-5) for k, v in vectors["local"].items())
+
+
+def test_a_long_recording_is_scored_in_parts_across_the_cluster_as_the_local_engine_scores_it(cluster, archive,
+                                                                                               tmp_path):
+    # 61 s in parts of 12 s: five parts on two nodes, joined into one recording equal to the local result
+    long = tmp_path / "long.flac"
+    write_audio(long, synth_recording("warble", 5, 61.0, 44100), 44100)
+    ens = Ensemble.load(archive / "ckpt", "cpu")
+    local = score_files([long], ens, 1.5).files[0]
+    with RayEngine(address=cluster, part_seconds=12) as eng:
+        assert len(recording_parts(str(long), segment_settings(ens.settings, 1.5), eng.part_seconds)) == 5
+        (remote,) = list(iter_scores([long], ens, 1.5, engine=eng))
+    assert remote.path == long and remote.seconds == pytest.approx(local.seconds)
+    assert np.array_equal(remote.offsets, local.offsets) and np.allclose(remote.scores, local.scores, atol=1e-5)
 
 
 def test_local_engine_resumes_and_new_settings_or_weights_score_again(archive, local_labels, tmp_path):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from hawk.audio import iter_mono, read_mono
+from hawk.audio import RESAMPLER_WARMUP, iter_mono, read_mono
 from hawk.errors import HawkError
 
 
@@ -62,8 +63,9 @@ class Embedder(ABC):
             return self.embed_all(self.inputs_at(path, offsets), batch_size)
         n = int(round(self.segment_len * self.sample_rate))
         starts = [int(round(o * self.sample_rate)) for o in offsets]
-        _, blocks = iter_mono(path, self.sample_rate)
-        buf, buf_start, out, batch, k = np.zeros(0, np.float32), 0, [], [], 0
+        begin = math.floor(max(0.0, offsets[0] - RESAMPLER_WARMUP))  # whole seconds: a seek to a sample of any file
+        _, blocks = iter_mono(path, self.sample_rate, start=begin)
+        buf, buf_start, out, batch, k = np.zeros(0, np.float32), begin * self.sample_rate, [], [], 0
 
         def cut(final: bool) -> None:
             nonlocal k
