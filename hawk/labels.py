@@ -58,8 +58,8 @@ def make_labels(offsets: np.ndarray, scores: np.ndarray, classes: list[tuple[str
     return sorted(out, key=lambda lb: (lb.start, lb.code))
 
 
-def write_audacity(path: Path, labels: list[Label]) -> None:
-    with atomic_open(path, "w", encoding="utf-8") as f:
+def write_audacity(path: Path, labels: list[Label], durable: bool = True) -> None:
+    with atomic_open(path, "w", durable, encoding="utf-8") as f:
         for lb in labels:
             f.write(f"{lb.start:.2f}\t{lb.end:.2f}\t{lb.code};{lb.score:.3f}\n")
 
@@ -76,8 +76,8 @@ def read_audacity(path: Path) -> list[tuple[float, float, str, float]]:
     return out
 
 
-def write_raven(path: Path, labels: list[Label], low_hz: float, high_hz: float) -> None:
-    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+def write_raven(path: Path, labels: list[Label], low_hz: float, high_hz: float, durable: bool = True) -> None:
+    with atomic_open(path, "w", durable, newline="", encoding="utf-8") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(RAVEN_FIELDS)
         for i, lb in enumerate(labels, 1):

@@ -286,6 +286,7 @@ class Infer:
     prefetch: int = setting(ge=0)
     device: Str = setting()
     resume: bool = setting()
+    commit_every: int = setting(ge=1)
     progress: bool = setting()
 
 
@@ -324,6 +325,7 @@ class RayEngine:
     concurrency: int | None = setting(ge=1)
     batch_size: int = setting(ge=1)
     max_retries: int = setting(ge=0)
+    part_seconds: float | None = setting(gt=0)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -44,17 +45,22 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     options = OmegaConf.to_container(c, resolve=True)
     label_settings = {k: options[k] for k in ("overlap", "calibration", "min_score", "merge", "ignore", "suffix", "raven")}
-    records = LabelRecords(out, run_key(ensemble.paths, label_settings))
-    done = {f: sec for f in files if c.resume and (sec := records.seconds(rel[f])) is not None}  # audio seconds
+    with LabelRecords(out, run_key(ensemble.paths, label_settings), int(c.commit_every)) as records:
+        _label(cfg, ensemble, files, rel, out, records, start)
+
+
+def _label(cfg: Any, ensemble: Ensemble, files: list[Path], rel: dict[Path, Path], out: Path, records: LabelRecords,
+           start: float) -> None:
+    c = cfg.infer
+    finished = records.finished() if c.resume else {}
+    done = {f: finished[str(rel[f])] for f in files if str(rel[f]) in finished}  # audio seconds
     todo = [f for f in files if f not in done]
     keep = {out / rel[f].parent / name for f in done for name in (f"{f.stem}_{c.suffix}.txt", f"{f.stem}.selections.txt")}
-    for old in list(out.rglob(f"*_{c.suffix}.txt")) + list(out.rglob("*.selections.txt")):
-        if old not in keep:
+    for old in list(out.rglob("*")):  # one pass: label files of recordings to redo or gone, writes a kill left half done
+        stale = old.name.endswith((f"_{c.suffix}.txt", ".selections.txt")) and old not in keep
+        if stale or (old.name.startswith(".") and old.name.endswith(".part")):
             old.unlink()
-    for part in out.rglob(".*.part"):  # a write a killed run left half done
-        part.unlink()
-    for f in todo:
-        records.forget(rel[f])
+    records.forget(rel[f] for f in todo)
 
     s = ensemble.settings
     skipped: list[tuple[str, str]] = []
@@ -70,10 +76,11 @@ def main() -> None:
                 labels = make_labels(res.offsets, res.scores, ensemble.classes, s.segment_len, float(c.min_score),
                                      bool(c.merge), list(c.ignore), res.seconds)
                 r = rel[res.path]
-                write_audacity(out / r.parent / f"{res.path.stem}_{c.suffix}.txt", labels)
+                write_audacity(out / r.parent / f"{res.path.stem}_{c.suffix}.txt", labels, durable=False)
                 if c.raven:
-                    write_raven(out / r.parent / f"{res.path.stem}.selections.txt", labels, s.min_freq, s.max_freq)
-                records.write(r, res.seconds, labels)  # last: a record means its label files are complete
+                    write_raven(out / r.parent / f"{res.path.stem}.selections.txt", labels, s.min_freq, s.max_freq,
+                                durable=False)
+                records.write(r, res.seconds, labels)  # after them: a committed record means complete label files
                 scored.add(res.path)
                 hours += res.seconds / 3600
             else:
@@ -81,6 +88,7 @@ def main() -> None:
             bar.update()
             bar.set_postfix_str(f"{hours:.2f} h audio")
     scoring = time.perf_counter() - scoring
+    records.flush()
 
     labelled = [f for f in files if f in done or f in scored]
     per_class: dict[str, int] = {}

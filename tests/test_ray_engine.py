@@ -4,12 +4,14 @@ resumes after its driver is killed, and a Ray worker killed with kill -9 mid-run
 
 import contextlib
 import json
+import math
 import os
 import re
 import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -141,11 +143,11 @@ def outputs(out: Path) -> dict[str, list]:
     """Every file infer wrote but its summary (which names the engine and the times), as rows of cells."""
     files = {}
     for p in sorted(out.rglob("*")):
-        if p.is_file() and p.name != "summary.txt":
-            if p.suffix == ".json":  # a resume record: the labels with their full-precision scores
-                files[str(p.relative_to(out))] = json.loads(p.read_text())["labels"]
-            else:
-                files[str(p.relative_to(out))] = [re.split("[\t,;]", line) for line in p.read_text().splitlines()]
+        if p.is_file() and p.name != "summary.txt" and p.parent.name != FOLDER:
+            files[str(p.relative_to(out))] = [re.split("[\t,;]", line) for line in p.read_text().splitlines()]
+    with contextlib.closing(sqlite3.connect(out / FOLDER / "records.sqlite")) as db:  # the labels, full precision
+        for rel, labels in db.execute("SELECT rel, labels FROM records"):
+            files[f"record {rel}"] = json.loads(labels)
     return files
 
 
@@ -178,7 +180,14 @@ def local_labels(archive):
 
 
 def records(out: Path) -> int:
-    return len(list((out / FOLDER).rglob("*.json"))) if (out / FOLDER).exists() else 0
+    """Recordings the resume index holds as finished (committed rows)."""
+    if not (out / FOLDER / "records.sqlite").exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(out / FOLDER / "records.sqlite", timeout=60)) as db:
+        try:
+            return db.execute("SELECT count(*) FROM records").fetchone()[0]
+        except sqlite3.OperationalError:  # created, its table not yet
+            return 0
 
 
 def wait_for_records(proc, out: Path, at_least: int) -> int:
@@ -201,7 +210,8 @@ def _no_leftover_infer():
 def test_infer_survives_a_killed_worker_and_resumes_after_an_interruption(cluster, archive, local_labels, tmp_path):
     # kill -9 the Ray worker holding the model while recordings are still to do: Ray restarts it and retries
     out = tmp_path / "killed_worker"
-    proc = infer(archive, out, "engine=ray", f"engine.address={cluster}", "engine.concurrency=1", wait=False)
+    proc = infer(archive, out, "engine=ray", f"engine.address={cluster}", "engine.concurrency=1",
+                 "infer.commit_every=1", wait=False)
     done_at_kill = wait_for_records(proc, out, 2)
     actor = our_actors()
     assert actor, "no model actor to kill"
@@ -214,7 +224,7 @@ def test_infer_survives_a_killed_worker_and_resumes_after_an_interruption(cluste
     # kill -9 the stage part-way (here on the local engine, which gets there sooner; the records do not
     # depend on the engine): the rerun on the cluster scores only what is left
     out = tmp_path / "interrupted"
-    proc = infer(archive, out, wait=False)
+    proc = infer(archive, out, "infer.commit_every=1", wait=False)  # the default commits 64 at once
     wait_for_records(proc, out, 3)
     proc.kill()
     proc.wait()
@@ -298,11 +308,23 @@ def test_local_engine_resumes_and_new_settings_or_weights_score_again(archive, l
     assert_same(outputs(out), local_labels)
     ckpts = sorted((archive / "ckpt").glob("*.ckpt"))
     settings = {"min_score": 0.551, "overlap": 1.5}
-    records = LabelRecords(out, run_key(ckpts, settings))
-    assert records.key != run_key(ckpts, {**settings, "min_score": 0.6}) != run_key(ckpts[:1], settings)
+    index = LabelRecords(out, run_key(ckpts, settings))
+    assert index.key != run_key(ckpts, {**settings, "min_score": 0.6}) != run_key(ckpts[:1], settings)
     rel = Path("site0/r00.wav")
-    records.write(rel, 15.0, [])
-    assert records.done(rel) and not LabelRecords(out, run_key(ckpts[:1], settings)).done(rel)
+    with index:
+        index.write(rel, 15.0, [])
+    with LabelRecords(out, run_key(ckpts, settings)) as same, LabelRecords(out, run_key(ckpts[:1], settings)) as other:
+        assert same.finished()[str(rel)] == 15.0 and str(rel) not in other.finished()
+    # rows are committed a batch at a time (and when the index closes): a row always vouches for label files
+    batched = tmp_path / "batched"
+    with LabelRecords(batched, "k", batch=3, seconds=math.inf) as index:
+        index.write("a.wav", 1.0, [])
+        index.write("b.wav", 1.0, [])
+        assert records(batched) == 0
+        index.write("c.wav", 1.0, [])
+        assert records(batched) == 3
+        index.write("d.wav", 1.0, [])
+    assert records(batched) == 4
 
 
 def test_an_address_where_nothing_listens_fails_at_once_naming_the_cause():
