@@ -2,6 +2,7 @@
 brute-force ranking, HawkEars image names, deletions and dedup honoured, re-extraction."""
 
 import sqlite3
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from hawk.models import create_model
 from hawk.plot import image_name, plot_db
 from hawk.search import Query, load_index, nearest, read_matches, search
 from hawk.spectrogram import SpecSettings
+from tests import procs
+from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +103,45 @@ def test_checkpoint_embedder_and_no_mixing(project, tmp_path):
     assert stored.meta["name"] == "checkpoint" and stored.vectors.shape[1] == emb.dim
     with pytest.raises(EmbedderError, match="cannot be mixed"):
         load_index({"RIWH": root / "RIWH.npz", "OTHER": tmp_path / "RIWH.npz"})
+
+
+KILLED_EMBED = """
+import os, sys
+from pathlib import Path
+from hawk.embed import create_embedder
+from hawk.embed.run import embed_class
+
+root, rec, ckpt, out = map(Path, sys.argv[1:])
+emb = create_embedder("checkpoint", path=str(ckpt))
+real, calls = emb.embed, []
+
+def embed(x):  # the machine dies (kill -9) while the fourth batch is embedded
+    calls.append(1)
+    if len(calls) == 4:
+        os.kill(os.getpid(), 9)
+    return real(x)
+
+emb.embed = embed
+embed_class(root / "RIWH.db", rec, emb, out, out.with_suffix(".csv"), "RIWH", batch_size=2, show_progress=False,
+            save_every=0)
+"""
+
+
+def test_a_killed_embed_resumes_from_its_last_save(project, tmp_path):
+    root, rec, _ = project
+    ckpt = save_checkpoint(tmp_path / "m.ckpt", "custom_hgnet_1", create_model("custom_hgnet_1", 3),
+                           [("A", "A"), ("B", "B"), ("C", "C")], SpecSettings().to_dict())
+    whole = embed_class(root / "RIWH.db", rec, create_embedder("checkpoint", path=str(ckpt)), tmp_path / "whole.npz",
+                        tmp_path / "whole.csv", "RIWH", show_progress=False)
+    out = tmp_path / "killed.npz"
+    done = procs.run([sys.executable, "-c", KILLED_EMBED, str(root), str(rec), str(ckpt), str(out)], cwd=ROOT)
+    assert done.returncode == -9, done.stdout + done.stderr
+    assert len(load_embeddings(out).ids) == 6  # three batches of two were saved before the kill
+    again = embed_class(root / "RIWH.db", rec, create_embedder("checkpoint", path=str(ckpt)), out,
+                        tmp_path / "again.csv", "RIWH", show_progress=False)
+    assert again.reused == 6 and again.embedded == whole.embedded - 6
+    a, b = load_embeddings(tmp_path / "whole.npz"), load_embeddings(out)
+    assert np.array_equal(a.ids, b.ids) and np.allclose(a.vectors, b.vectors, atol=1e-5)
 
 
 def test_select_honours_deletions_and_dedup_and_reextracts_exactly(project, tmp_path):

@@ -1,7 +1,8 @@
 """The embed step for one class: an embedding for every spectrogram in the class database.
 
 Incremental: vectors already made by the same embedder for spectrograms still in the database are
-reused, so adding recordings embeds only the new ones. Audio embedders read each recording once and
+reused, so adding recordings embeds only the new ones. The store is also saved every minute while a
+class is embedded, so a killed run (the machine, or the driver of a cluster job) resumes from there. Audio embedders read each recording once and
 cut it at the spectrograms' offsets; spectrogram embedders read the stored spectrograms.
 """
 
@@ -38,10 +39,11 @@ class EmbedResult:
 
 def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, out_path: str | Path,
                 report_path: str | Path, code: str, batch_size: int = 64, show_progress: bool = True,
-                engine: Any = None, load_embedder: Callable[[], Embedder] | None = None) -> EmbedResult:
+                engine: Any = None, load_embedder: Callable[[], Embedder] | None = None,
+                save_every: float = 60.0) -> EmbedResult:
     """Embed what the class's store lacks. With ``engine`` (a :class:`hawk.ray_engine.RayEngine`) the
     recordings are embedded on the cluster, each actor holding its own ``load_embedder()``; this process
-    alone writes the store."""
+    alone writes the store, every ``save_every`` seconds and at the end."""
     start = time.perf_counter()
     result = EmbedResult()
     with SpecDB(db_path) as db:
@@ -56,6 +58,7 @@ def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, ou
                 old = dict(zip(prev.ids.tolist(), prev.vectors))
         except EmbedderError as e:
             log.warning("%s; embedding everything again", e)
+    saver = _Saver(out_path, {**embedder.identity(), "code": code}, old, save_every)
     ids: list[int] = []
     vecs: list[np.ndarray] = []
     pending_ids: list[int] = []
@@ -72,6 +75,8 @@ def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, ou
         with progress_bar(len(items), f"embed {code} on the cluster", show_progress) as bar:
             for item, out in engine.map_with_model(items, load_embedder, call, lambda item, why: why):
                 remote[item[1]] = out
+                if not isinstance(out, str):
+                    saver.add([r.id for r in item[2]], out)
                 bar.update()
     with progress_bar(sum(len(g) for _, g in groups), f"embed {code}", show_progress and engine is None,
                       unit="spec") as bar:
@@ -80,6 +85,7 @@ def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, ou
             if pending:
                 vecs.append(normalise(embedder.embed(np.stack(pending))))
                 ids.extend(pending_ids)
+                saver.add(pending_ids, vecs[-1])
                 result.embedded += len(pending)
                 bar.update(len(pending))
                 pending.clear()
@@ -115,10 +121,27 @@ def embed_class(db_path: str | Path, rec_dir: str | Path, embedder: Embedder, ou
                     flush()
         flush()
     vectors = np.concatenate(vecs) if vecs else np.zeros((0, embedder.dim), np.float32)
-    save_embeddings(out_path, Embeddings(np.array(ids, np.int64), vectors, {**embedder.identity(), "code": code}))
+    save_embeddings(out_path, Embeddings(np.array(ids, np.int64), vectors, saver.meta))
     write_skip_report(report_path, result.skipped)
     result.seconds = time.perf_counter() - start
     return result
+
+
+class _Saver:
+    """Saves the store so far (the vectors reused and those made since) every ``every`` seconds: the
+    embed stage's store is a persistent output, so the next run reuses what was saved."""
+
+    def __init__(self, path: str | Path, meta: dict[str, Any], old: dict[int, np.ndarray], every: float):
+        self.path, self.meta, self.every = path, meta, every
+        self.vectors = dict(old)
+        self.last = time.monotonic()
+
+    def add(self, ids: list[int], vectors: np.ndarray) -> None:
+        self.vectors.update(zip(ids, vectors))
+        if time.monotonic() - self.last >= self.every:
+            save_embeddings(self.path, Embeddings(np.array(list(self.vectors), np.int64),
+                                                  np.stack(list(self.vectors.values())), self.meta))
+            self.last = time.monotonic()
 
 
 def _inputs_or_reason(embedder: Embedder, rec_dir: str | Path, filename: str, rows: list[SpecRow], height: int,
