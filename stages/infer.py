@@ -68,6 +68,7 @@ def _label(cfg: Any, ensemble: Ensemble, files: list[Path], rel: dict[Path, Path
     resumed_seconds = sum(done.values())
     hours = resumed_seconds / 3600
     scored: set[Path] = set()
+    first: float | None = None  # seconds from the start to the first recording labelled
     with progress_bar(len(files), "infer", bool(c.progress)) as bar, engine(cfg) as eng:
         bar.update(len(done))
         for res in iter_scores(todo, ensemble, float(c.overlap), (float(c.calibration.a), float(c.calibration.b)),
@@ -82,6 +83,7 @@ def _label(cfg: Any, ensemble: Ensemble, files: list[Path], rel: dict[Path, Path
                                 durable=False)
                 records.write(r, res.seconds, labels)  # after them: a committed record means complete label files
                 scored.add(res.path)
+                first = first if first is not None else time.perf_counter() - start
                 hours += res.seconds / 3600
             else:
                 skipped.append(res)
@@ -114,7 +116,8 @@ def _label(cfg: Any, ensemble: Ensemble, files: list[Path], rel: dict[Path, Path
         f"engine {cfg.engine.name}",
         f"min_score {c.min_score}, overlap {c.overlap} s, merge {c.merge}, ignoring {', '.join(c.ignore)}",
         (f"{scoring:.1f} s scoring, {wall:.1f} s in all: {scored_audio / max(scoring, 1e-9):.0f}x real time "
-         f"({scored_audio / max(wall, 1e-9):.0f}x with start-up)") if scored_audio else f"nothing to score, {wall:.1f} s",
+         f"({scored_audio / max(wall, 1e-9):.0f}x with start-up); first recording labelled {first:.1f} s after the start")
+        if scored_audio and first is not None else f"nothing to score, {wall:.1f} s",
         "labels per class: " + (", ".join(f"{k} {v}" for k, v in sorted(per_class.items())) or "none"),
     ]
     with atomic_open(out / "summary.txt", "w", encoding="utf-8") as fh:
