@@ -168,12 +168,45 @@ def _selection(figures: dict[str, Any]) -> str:
     return f"{by} {auc:.3f} / {sel['kept_empty_share']:.1%} / {sel['calls_lost_share']:.1%}"
 
 
+SCALE_BEGIN, SCALE_END = "<!-- cluster table: made by benchmarks/report.py -->", "<!-- end of cluster table -->"
+
+
+def scale_table(path: Path) -> str:
+    """README's cluster table from ray_scale.py's file: the whole infer command on many short
+    recordings and on one long one, per engine."""
+    rows = ["| input | engine | wall | throughput | per core | driver peak memory | first result |",
+            "|---|---|---|---|---|---|---|"]
+    if path.exists():
+        r = json.loads(path.read_text(encoding="utf-8"))
+        title, f = r["title"], r["figures"]
+        n = re.search(r"(\d+) 3-s recordings", title)
+        h = re.search(r"one ([\d.]+)-h recording", title)
+        for engine, v in (f.get("archive") or {}).items():
+            cores = 2
+            rows.append(f"| {n.group(1) if n else '?'} recordings of 3 s | {engine} | {v['wall_s']:.0f} s | "
+                        f"{v['recordings_per_s_per_core'] * cores:.1f} recordings/s | "
+                        f"{v['recordings_per_s_per_core']:.1f} recordings/s | {v['driver_peak_mb']} MB | "
+                        f"{v['first_result_s']:.1f} s |")
+        for engine, v in (f.get("long") or {}).items():
+            cores = 1 if "1 worker" in engine else 2
+            rows.append(f"| one {h.group(1) if h else '?'}-h recording | {engine} | {v['wall_s']:.0f} s | "
+                        f"{v['x_real_time']}x real time | {v['x_real_time'] / cores:.0f}x real time | "
+                        f"{v['driver_peak_mb']} MB | {v['first_result_s']:.1f} s |")
+        rows.append(f"\n`benchmarks/results/{path.name}`: commit {r.get('commit')}, {r['machine'].get('cpu')} "
+                    f"({r['machine'].get('cores')} cores)")
+    return "\n".join([SCALE_BEGIN, *rows, SCALE_END])
+
+
+def _between(text: str, begin: str, end: str, table: str) -> str:
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < 0:
+        sys.exit(f"{README.name} lacks the table markers ({begin} ... {end})")
+    return text[:start] + table + text[stop + len(end):]
+
+
 def readme_text(files: list[Path]) -> str:
-    text = README.read_text(encoding="utf-8")
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < 0:
-        sys.exit(f"{README.name} lacks the quality table markers ({BEGIN} ... {END})")
-    return text[:start] + quality_table(files) + text[end + len(END):]
+    text = _between(README.read_text(encoding="utf-8"), BEGIN, END, quality_table(files))
+    return _between(text, SCALE_BEGIN, SCALE_END, scale_table(RESULTS / "ray-scale.json"))
 
 
 def main() -> None:
