@@ -5,7 +5,10 @@ re-encoded, resampled, at another gain or trimmed by a few seconds. Each recordi
 fingerprint from its stored spectrograms: log mel energy in a few bands, ~31 ms per frame, with the
 level of every frame and the average colour of the recording removed, so gain, per-segment
 normalisation, bitrate and sample rate barely change it. Two recordings are compared at every time
-shift at once (an FFT cross-correlation), so a copy trimmed at either end still lines up.
+shift at once (an FFT cross-correlation), so a copy trimmed at either end still lines up. Only a few
+candidates per recording are compared that way: its nearest neighbours by a summary of the whole
+fingerprint (:func:`descriptor`), among recordings of a compatible length, so the cost grows with the
+number of recordings, not with its square.
 Distance = 1 - the correlation of the aligned parts (loud frames weigh most); copies score near 0,
 different recordings near 1. Files with identical bytes are exact copies. Nothing is deleted: the
 result is a report and a list of recordings for later stages to leave out.
@@ -102,6 +105,42 @@ def similarity(a: np.ndarray, b: np.ndarray, max_shift: int, min_overlap: float)
     return float(score[k]), int(lags[k])
 
 
+def descriptor(fp: np.ndarray, lags: tuple[int, ...] = (1, 4)) -> np.ndarray:
+    """Unit-length summary of a fingerprint: the covariance of its bands, at no lag and at a few lags.
+    Trimming a few seconds, re-encoding, resampling or a gain change barely moves it, so a recording's
+    copies rank among its nearest few even where thousands of recordings of one species look alike."""
+    x = fp.astype(np.float64)
+    parts = [(x.T @ x / len(x))[np.triu_indices(x.shape[1])]]
+    parts += [(x[:-lag].T @ x[lag:] / (len(x) - lag)).ravel() if len(x) > lag else np.zeros(x.shape[1] ** 2)
+              for lag in lags]
+    v = np.concatenate(parts)
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+def candidates(recs: list[Recording], max_shift: int, k: int, block: int = 1024) -> set[tuple[int, int]]:
+    """Pairs (i < j) to compare exactly: each recording with its ``k`` nearest by :func:`descriptor`
+    among those whose length differs by at most ``2 * max_shift`` frames; every such pair when
+    ``k`` is 0 or a recording has no more than ``k`` of them."""
+    order = np.argsort([len(r.fp) for r in recs], kind="stable")
+    lengths = np.array([len(recs[i].fp) for i in order])
+    desc = np.stack([descriptor(recs[i].fp) for i in order]) if k else None
+    out: set[tuple[int, int]] = set()
+    for b0 in range(0, len(order), block):
+        b1 = min(b0 + block, len(order))
+        lo = int(np.searchsorted(lengths, lengths[b0] - 2 * max_shift, "left"))
+        hi = int(np.searchsorted(lengths, lengths[b1 - 1] + 2 * max_shift, "right"))
+        if k:
+            sim = desc[b0:b1] @ desc[lo:hi].T
+        for r in range(b0, b1):
+            near = np.flatnonzero(np.abs(lengths[lo:hi] - lengths[r]) <= 2 * max_shift) + lo
+            near = near[near != r]
+            if k and len(near) > k:
+                near = near[np.argpartition(-sim[r - b0, near - lo], k - 1)[:k]]
+            a = int(order[r])
+            out.update((min(a, int(order[c])), max(a, int(order[c]))) for c in near)
+    return out
+
+
 def load_recordings(classes: list[tuple[str, Path, Path]], fs: FingerprintSettings,
                     show_progress: bool = True) -> list[Recording]:
     """Fingerprints of every recording of every (code, database, recordings folder)."""
@@ -146,11 +185,12 @@ def _keep_order(r: Recording, class_order: dict[str, int]) -> tuple:
 
 
 def find_duplicates(recs: list[Recording], fps: float, max_distance: float = 0.25, max_trim: float = 5.0,
-                    min_overlap: float = 0.8, show_progress: bool = True) -> list[Duplicate]:
+                    min_overlap: float = 0.8, show_progress: bool = True, neighbours: int = 16) -> list[Duplicate]:
     """Group recordings that are copies of each other; one kept per group, the rest listed.
 
-    Only pairs whose lengths differ by at most ``2 * max_trim`` seconds are compared (a copy trimmed by
-    up to ``max_trim`` s at each end), sorted by length so this stays near-linear in practice.
+    Pairs are compared only when their lengths differ by at most ``2 * max_trim`` seconds (a copy
+    trimmed by up to ``max_trim`` s at each end), and then only each recording's ``neighbours``
+    nearest by :func:`descriptor` (0: every such pair).
     """
     n = len(recs)
     parent = list(range(n))
@@ -170,19 +210,15 @@ def find_duplicates(recs: list[Recording], fps: float, max_distance: float = 0.2
             best[(j, i)] = (0.0, 0)
         elif r.sha256:
             by_sha[r.sha256] = i
-    order = sorted(range(n), key=lambda i: len(recs[i].fp))
     max_shift = int(round(max_trim * fps))
-    with progress_bar(n, "compare recordings", show_progress) as bar:
-        for a_pos, i in enumerate(order):
-            for j in order[a_pos + 1 :]:
-                if len(recs[j].fp) - len(recs[i].fp) > 2 * max_shift:
-                    break
-                if (min(i, j), max(i, j)) in best:
-                    continue
-                sim, shift = similarity(recs[j].fp, recs[i].fp, max_shift, min_overlap)
-                if 1.0 - sim <= max_distance:
-                    best[(min(i, j), max(i, j))] = (max(0.0, 1.0 - sim), shift)
-                    parent[find(i)] = find(j)
+    todo = sorted(candidates(recs, max_shift, neighbours) - best.keys())
+    with progress_bar(len(todo), "compare recordings", show_progress) as bar:
+        for i, j in todo:
+            short, long = (i, j) if len(recs[i].fp) <= len(recs[j].fp) else (j, i)
+            sim, shift = similarity(recs[long].fp, recs[short].fp, max_shift, min_overlap)
+            if 1.0 - sim <= max_distance:
+                best[(i, j)] = (max(0.0, 1.0 - sim), shift)
+                parent[find(i)] = find(j)
             bar.update()
     groups: dict[int, list[int]] = {}
     for i in range(n):

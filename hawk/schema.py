@@ -144,6 +144,7 @@ class Dedup:
     max_distance: float = setting(gt=0)
     max_trim: float = setting(ge=0)
     min_overlap: float = setting(gt=0, le=1)
+    neighbours: int = setting(ge=0)
     bands: int = setting(ge=1)
     pool: int = setting(ge=1)
     progress: bool = setting()

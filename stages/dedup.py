@@ -35,7 +35,7 @@ def main() -> None:
     s = spec_settings(cfg)
     recs = load_recordings(classes, fs, bool(d.progress))
     dups = find_duplicates(recs, s.sample_rate / s.hop_length / fs.pool, float(d.max_distance), float(d.max_trim),
-                           float(d.min_overlap), bool(d.progress))
+                           float(d.min_overlap), bool(d.progress), int(d.neighbours))
     out = Path(cfg.paths.dedup)
     write_report(out / "duplicates.csv", dups)
     write_exclude(out / "exclude.csv", dups if MODES[mode] else [])

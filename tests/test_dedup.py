@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from hawk.dedup import FingerprintSettings, find_duplicates, load_recordings, read_exclude, read_groups, \
+from hawk.dedup import FingerprintSettings, candidates, find_duplicates, load_recordings, read_exclude, read_groups, \
     write_exclude, write_report
 from hawk.extract import extract_class
 from hawk.spectrogram import SpecSettings
@@ -46,6 +46,18 @@ def test_finds_every_planted_duplicate_and_nothing_else(planted):
     assert "filed under AAAA and BBBB" in reasons["BBBB_misfiled.flac"]
     kept = {d.kept.filename for d in dups}
     assert {"AAAA2.wav", "AAAA3.wav", "AAAA5.wav", "AAAA7.wav"} <= kept  # the longest, best-quality copy stays
+
+
+def test_each_recording_compared_with_its_nearest_few_still_finds_every_copy(planted):
+    # the cost that scales: two neighbours per recording instead of every pair of compatible length
+    _, truth, recs = planted
+    s = SpecSettings()
+    fps = s.sample_rate / s.hop_length / 4
+    few, every = candidates(recs, round(5 * fps), 2), candidates(recs, round(5 * fps), 0)
+    assert few < every and len(few) < len(every) / 3
+    found = found_pairs(find_duplicates(recs, fps, show_progress=False, neighbours=2))
+    assert found == found_pairs(find_duplicates(recs, fps, show_progress=False, neighbours=0))
+    assert len(found & pairs(truth)) / len(pairs(truth)) >= 0.95
 
 
 def test_report_and_remove_modes_are_files_not_deletions(planted, tmp_path):
