@@ -197,6 +197,27 @@ def scale_table(path: Path) -> str:
     return "\n".join([SCALE_BEGIN, *rows, SCALE_END])
 
 
+DEDUP_BEGIN, DEDUP_END = "<!-- dedup table: made by benchmarks/report.py -->", "<!-- end of dedup table -->"
+
+
+def dedup_table(path: Path) -> str:
+    """README's dedup table from dedup_accuracy.py's file: the planted kit, then time and P/R per size."""
+    rows = ["| recordings | compared | time | precision | recall |", "|---|---|---|---|---|"]
+    if path.exists():
+        r = json.loads(path.read_text(encoding="utf-8"))
+        f = r["figures"]
+        rows.append(f"| {f['recordings']} (real audio, copies of every kind) | 16 neighbours | {f['seconds']:.1f} s | "
+                    f"{f['precision']:.3f} | {f['recall']:.3f} |")
+        for key, v in sorted(((k, v) for k, v in f.items() if k.startswith("scale_")),
+                             key=lambda kv: (int(kv[0].split("_")[1]), kv[0])):
+            n, how = int(key.split("_")[1]), "every pair" if key.endswith("all_pairs") else "16 neighbours"
+            rows.append(f"| {n:,} (synthetic fingerprints, a tenth copies) | {how} | {v['seconds']:.1f} s | "
+                        f"{v['precision']:.3f} | {v['recall']:.3f} |")
+        rows.append(f"\n`benchmarks/results/{path.name}`: commit {r.get('commit')}, {r['machine'].get('cpu')} "
+                    f"({r['machine'].get('cores')} cores)")
+    return "\n".join([DEDUP_BEGIN, *rows, DEDUP_END])
+
+
 def _between(text: str, begin: str, end: str, table: str) -> str:
     start, stop = text.find(begin), text.find(end)
     if start < 0 or stop < 0:
@@ -206,7 +227,8 @@ def _between(text: str, begin: str, end: str, table: str) -> str:
 
 def readme_text(files: list[Path]) -> str:
     text = _between(README.read_text(encoding="utf-8"), BEGIN, END, quality_table(files))
-    return _between(text, SCALE_BEGIN, SCALE_END, scale_table(RESULTS / "ray-scale.json"))
+    text = _between(text, SCALE_BEGIN, SCALE_END, scale_table(RESULTS / "ray-scale.json"))
+    return _between(text, DEDUP_BEGIN, DEDUP_END, dedup_table(RESULTS / "dedup-accuracy.json"))
 
 
 def main() -> None:
@@ -224,7 +246,7 @@ def main() -> None:
     PAGE.write_text(text, encoding="utf-8")
     README.write_text(readme, encoding="utf-8")
     REFERENCE.write_text(reference_text(), encoding="utf-8")
-    print(f"wrote {PAGE.relative_to(ROOT)} and README's quality table from {len(list(RESULTS.glob('*.json')))} result files")
+    print(f"wrote {PAGE.relative_to(ROOT)} and README's tables from {len(list(RESULTS.glob('*.json')))} result files")
 
 
 if __name__ == "__main__":

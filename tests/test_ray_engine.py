@@ -361,6 +361,30 @@ def test_an_item_that_always_kills_its_worker_is_reported_lost_and_the_rest_come
     assert scored[3].startswith("lost: its worker died")
 
 
+def test_the_model_pool_grows_onto_a_node_that_joins_mid_run(cluster):
+    """Without engine.concurrency the actor pool starts with what the cluster holds (two one-CPU
+    nodes) and grows as an autoscaling cluster adds nodes: here a third joins while recordings wait."""
+    def call(model, item):
+        import ray
+
+        time.sleep(0.3)
+        return ray.get_runtime_context().get_node_id()
+
+    common = "--num-cpus=1 --object-store-memory=150000000 --disable-usage-stats"
+    nodes = []
+    with contextlib.ExitStack() as stack, RayEngine(address=cluster) as eng:
+        for k, (_, node) in enumerate(eng.map_with_model([(i,) for i in range(400)], lambda: None, call,
+                                                         lambda item, why: why)):
+            nodes.append(node)
+            if k == 0:
+                import ray
+
+                before = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+                _start_node(f"--address={cluster} {common}", stack)  # killed, by its group, when the test ends
+    assert len(nodes) == 400 and len(before) == 2
+    assert set(nodes) - before, "no recording was scored on the node that joined"
+
+
 def test_nothing_to_do_never_starts_ray():
     """A rerun with nothing left to score decides so before Ray's ~20 s start-up."""
     import ray
