@@ -174,7 +174,7 @@ SCALE_BEGIN, SCALE_END = "<!-- cluster table: made by benchmarks/report.py -->",
 def scale_table(path: Path) -> str:
     """README's cluster table from ray_scale.py's file: the whole infer command on many short
     recordings and on one long one, per engine."""
-    rows = ["| input | engine | wall | throughput | per core | driver peak memory | first result |",
+    rows = ["| input | engine | wall | rate | per core | driver peak | first result |",
             "|---|---|---|---|---|---|---|"]
     if path.exists():
         r = json.loads(path.read_text(encoding="utf-8"))
@@ -182,15 +182,14 @@ def scale_table(path: Path) -> str:
         n = re.search(r"(\d+) 3-s recordings", title)
         h = re.search(r"one ([\d.]+)-h recording", title)
         for engine, v in (f.get("archive") or {}).items():
-            cores = 2
             rows.append(f"| {n.group(1) if n else '?'} recordings of 3 s | {engine} | {v['wall_s']:.0f} s | "
-                        f"{v['recordings_per_s_per_core'] * cores:.1f} recordings/s | "
-                        f"{v['recordings_per_s_per_core']:.1f} recordings/s | {v['driver_peak_mb']} MB | "
+                        f"{v['recordings_per_s_per_core'] * 2:.1f} rec/s | "
+                        f"{v['recordings_per_s_per_core']:.1f} rec/s | {v['driver_peak_mb']} MB | "
                         f"{v['first_result_s']:.1f} s |")
         for engine, v in (f.get("long") or {}).items():
             cores = 1 if "1 worker" in engine else 2
             rows.append(f"| one {h.group(1) if h else '?'}-h recording | {engine} | {v['wall_s']:.0f} s | "
-                        f"{v['x_real_time']}x real time | {v['x_real_time'] / cores:.0f}x real time | "
+                        f"{v['x_real_time']}x | {v['x_real_time'] / cores:.0f}x | "
                         f"{v['driver_peak_mb']} MB | {v['first_result_s']:.1f} s |")
         rows.append(f"\n`benchmarks/results/{path.name}`: commit {r.get('commit')}, {r['machine'].get('cpu')} "
                     f"({r['machine'].get('cores')} cores)")
@@ -206,12 +205,12 @@ def dedup_table(path: Path) -> str:
     if path.exists():
         r = json.loads(path.read_text(encoding="utf-8"))
         f = r["figures"]
-        rows.append(f"| {f['recordings']} (real audio, copies of every kind) | 16 neighbours | {f['seconds']:.1f} s | "
+        rows.append(f"| {f['recordings']} real recordings | 16 neighbours | {f['seconds']:.1f} s | "
                     f"{f['precision']:.3f} | {f['recall']:.3f} |")
         for key, v in sorted(((k, v) for k, v in f.items() if k.startswith("scale_")),
                              key=lambda kv: (int(kv[0].split("_")[1]), kv[0])):
             n, how = int(key.split("_")[1]), "every pair" if key.endswith("all_pairs") else "16 neighbours"
-            rows.append(f"| {n:,} (synthetic fingerprints, a tenth copies) | {how} | {v['seconds']:.1f} s | "
+            rows.append(f"| {n:,} synthetic | {how} | {v['seconds']:.1f} s | "
                         f"{v['precision']:.3f} | {v['recall']:.3f} |")
         rows.append(f"\n`benchmarks/results/{path.name}`: commit {r.get('commit')}, {r['machine'].get('cpu')} "
                     f"({r['machine'].get('cores')} cores)")
