@@ -131,8 +131,9 @@ def candidates(recs: list[Recording], max_shift: int, k: int, block: int = 1024)
         hi = int(np.searchsorted(lengths, lengths[b1 - 1] + 2 * max_shift, "right"))
         if k:
             sim = desc[b0:b1] @ desc[lo:hi].T
-        for r in range(b0, b1):
-            near = np.flatnonzero(np.abs(lengths[lo:hi] - lengths[r]) <= 2 * max_shift) + lo
+        for r in range(b0, b1):  # lengths are sorted: a recording's window is one run of them
+            near = np.arange(np.searchsorted(lengths, lengths[r] - 2 * max_shift, "left"),
+                             np.searchsorted(lengths, lengths[r] + 2 * max_shift, "right"))
             near = near[near != r]
             if k and len(near) > k:
                 near = near[np.argpartition(-sim[r - b0, near - lo], k - 1)[:k]]

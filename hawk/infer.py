@@ -87,14 +87,13 @@ class Ensemble:
         specs = {str(sorted(c["spec_settings"].items())) for c in ckpts}
         if len(specs) > 1:
             raise EnsembleError(f"{source}: checkpoints made with different audio settings cannot be ensembled")
-        heads = [c for c in ckpts if c["model_name"] == HEAD]
+        heads = {p.name: c for p, c in zip(paths, ckpts) if c["model_name"] == HEAD}
         models = [fuse_for_inference(model_from_checkpoint(c)).to(device).to(memory_format=torch.channels_last)
                   for c in ckpts if c["model_name"] != HEAD]
         runs = [c.get("extra", {}).get("mlflow_run_id") for c in ckpts]
         return cls(paths, models, list(next(iter(lists))), SpecSettings.from_mapping(ckpts[0]["spec_settings"]),
-                   device, [r for r in dict.fromkeys(runs) if r], [model_from_checkpoint(c) for c in heads],
-                   _head_embedder(source, {p.name: c for p, c in zip(paths, ckpts) if c["model_name"] == HEAD})
-                   if heads else None)
+                   device, [r for r in dict.fromkeys(runs) if r], [model_from_checkpoint(c) for c in heads.values()],
+                   _head_embedder(source, heads) if heads else None)
 
     @property
     def codes(self) -> list[str]:
@@ -234,10 +233,12 @@ def file_segments(path: str, settings: SpecSettings, spectrograms: bool = True, 
         else:
             for _ in rest:
                 pass
-        total = segment_count((base + seen) / sr, settings) if end else first + count
+        stop = segment_count((base + seen) / sr, settings) if end else first + count  # past the last kept segment
+        if count is not None:
+            stop = min(stop, first + count)
         if not spectrograms:
-            ks = list(range(base_k, total))
-        keep = [i for i, k in enumerate(ks) if first <= k < (total if count is None else min(total, first + count))]
+            ks = list(range(base_k, stop))
+        keep = [i for i, k in enumerate(ks) if first <= k < stop]
         return {"path": path, "offsets": np.array([ks[i] * settings.offset for i in keep]),
                 "specs": np.stack([specs[i] for i in keep]) if specs and keep else np.zeros(shape, np.uint8),
                 "seconds": (base + seen) / sr, "end": end}

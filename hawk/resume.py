@@ -62,7 +62,7 @@ class LabelRecords:
 
     def finished(self) -> dict[str, float]:
         """Audio seconds of every recording finished with this key (committed rows only)."""
-        return {rel: s for rel, s in self.db.execute("SELECT rel, seconds FROM records WHERE key = ?", (self.key,))}
+        return dict(self.db.execute("SELECT rel, seconds FROM records WHERE key = ?", (self.key,)))
 
     def forget(self, rels: Iterable[Path | str]) -> None:
         with self.db:

@@ -2,8 +2,9 @@
 
 Incremental: vectors already made by the same embedder for spectrograms still in the database are
 reused, so adding recordings embeds only the new ones. The store is also saved every minute while a
-class is embedded, so a killed run (the machine, or the driver of a cluster job) resumes from there. Audio embedders read each recording once and
-cut it at the spectrograms' offsets; spectrogram embedders read the stored spectrograms.
+class is embedded, so a killed run (the machine, or the driver of a cluster job) resumes from there.
+Audio embedders read each recording once and cut it at the spectrograms' offsets; spectrogram
+embedders read the stored spectrograms.
 """
 
 from __future__ import annotations
