@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ def plant(root: Path, originals: int = 10, seed: int = 0) -> set[frozenset[tuple
         (root / code).mkdir(parents=True, exist_ok=True)
         for i in range(originals):
             sr = 44100
-            write_audio(root / code / f"{code}{i}.wav", synth_recording(call, seed * 100 + i + hash(code) % 50,
+            write_audio(root / code / f"{code}{i}.wav", synth_recording(call, seed * 100 + i + zlib.crc32(code.encode()) % 50,
                                                                       float(rng.uniform(15, 40)), sr), sr)
 
     def load(code: str, i: int) -> tuple[np.ndarray, int]:
