@@ -163,6 +163,7 @@ class Score:
     folds: int = setting(ge=2)
     rounds: int = setting(ge=1)
     relabel_below: float = setting(ge=0, le=1)
+    recording_quantile: float = setting(ge=0, le=1)
     c: float = setting(gt=0)
     seed: int = setting()
 

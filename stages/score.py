@@ -3,14 +3,15 @@
 Curation by the model (hawk/window_score.py): every window's embedding (embed stage, BirdNET by
 default) goes into a linear probe trained on folds grouped by recording and duplicate group, so each
 window is scored by a model that never heard its recording; in a second round the windows that scored
-low are taught as background and everything is scored again. select then keeps, for each class with
-no search queries and no kept images, the windows whose own-class score is at least
-`select.unattended.min_score` of their best class's (the relative score: 1 when the model's best guess
-for the window is its own class).
+low are taught as background and everything is scored again. Each window's *keep score* is its
+own-class probability as a share of own plus Noise's, divided by its recording's 75th percentile of
+that share and capped at 1 (a recording's background lowers all its windows alike; its pauses still
+stand out). select then keeps, for each class with no search queries and no kept images, the
+windows whose keep score is at least `select.unattended.min_score`.
 Runs only when some class is curated by the model (otherwise it writes empty files). BirdNET's weights
 are licensed CC BY-NC-SA 4.0 (non-commercial, share alike).
 
-Each file: file, offset, score (own-class probability), relative (its share of the best class's),
+Each file: file, offset, score (own-class probability), relative (the keep score),
 other (the other class scoring highest), other_score.
 
     python -m stages.score [score.folds=5 score.rounds=2 ...]
@@ -28,7 +29,7 @@ from hawk.classes import NOISE
 from hawk.dedup import read_exclude, read_groups
 from hawk.embed.store import check_same_embedder, vectors_by_window
 from hawk.settings import from_mapping
-from hawk.window_score import ScoreSettings, Window, groups_of, out_of_fold, relative_scores, write_scores
+from hawk.window_score import ScoreSettings, Window, groups_of, keep_scores, out_of_fold, write_scores
 from stages._cli import class_list, curated_by_model, load_config, parser, run
 
 
@@ -43,7 +44,7 @@ def main() -> None:
             stale.unlink()
     if not curated_by_model(cfg):
         for code in codes:
-            write_scores(out / f"{code}.csv", [], np.zeros((0, len(codes))), codes)
+            write_scores(out / f"{code}.csv", [], np.zeros((0, len(codes))), np.zeros(0), codes)
         print("score: no class is curated by the model (each has search queries or is kept whole, or "
               "select.unattended.by is not model); wrote empty files")
         return
@@ -62,18 +63,19 @@ def main() -> None:
     keep_all = set(cfg.select.unattended.keep_all)
     labels_arr = np.array(labels)
     relabel = np.array([w.code not in keep_all for w in windows])
+    recordings = [f"{w.code}/{w.file}" for w in windows]
+    background = codes.index(NOISE) if NOISE in codes else None
     probs = out_of_fold(np.stack(vectors), labels_arr, groups_of(windows, read_groups(Path(cfg.paths.dedup) /
-                        "duplicates.csv")), len(codes), settings, codes.index(NOISE) if NOISE in codes else None,
-                        relabel)
+                        "duplicates.csv")), len(codes), settings, background, relabel, recordings)
     threshold = float(cfg.select.unattended.min_score)
-    own = relative_scores(probs, labels_arr)
+    keep = keep_scores(probs, labels_arr, recordings, background, settings.recording_quantile)
     for ci, code in enumerate(codes):
         mine = labels_arr == ci
-        write_scores(out / f"{code}.csv", [w for w, m in zip(windows, mine) if m], probs[mine], codes)
-        low = int((own[mine] < threshold).sum())
+        write_scores(out / f"{code}.csv", [w for w, m in zip(windows, mine) if m], probs[mine], keep[mine], codes)
+        low = int((keep[mine] < threshold).sum())
         note = " (kept whole)" if code in keep_all else f", {low} below {threshold}"
-        print(f"{code}: {int(mine.sum())} windows scored, median relative score "
-              f"{np.median(own[mine]) if mine.any() else 0:.2f}{note}")
+        print(f"{code}: {int(mine.sum())} windows scored, median keep score "
+              f"{np.median(keep[mine]) if mine.any() else 0:.2f}{note}")
     print(f"score: {len(windows)} windows of {len(codes)} classes, {settings.folds} folds, {settings.rounds} "
           f"rounds in {time.perf_counter() - start:.1f} s")
 

@@ -68,7 +68,7 @@ def main() -> None:
                    str(cfg.extract.category), bool(sel.progress), chooser)
     dropped = chooser.dropped if chooser else []
     if chooser:
-        rule = f"model score >= {un.min_score} of the best class's" if by_model else f"activity >= {un.min_activity_db} dB"
+        rule = f"keep score >= {un.min_score}" if by_model else f"activity >= {un.min_activity_db} dB"
         how = (f"unattended: {rule}, {len(dropped)} dropped, "
                f"{sum(map(len, restored.offsets.values()))} restored by you")
     write_dropped(Path(cfg.paths.dropped) / code, dropped, class_db, settings,
