@@ -39,6 +39,7 @@ class HeadSettings:
     hidden: int = 0  # 0: a linear head (logistic regression per class); > 0: one hidden ReLU layer
     dropout: float = 0.0  # on the embedding (and the hidden layer)
     steps: int = 300  # full-batch optimiser steps
+    calibrate: bool = True  # Platt scaling on the validation rows, folded into the last layer
     lr: float = 0.01
     weight_decay: float = 0.001
 
@@ -65,6 +66,7 @@ class HeadRun:
     model: EmbedHead
     epochs: list[dict[str, float]]
     seconds: float
+    calibration: dict[str, float] | None = None  # Platt (a, b) folded into the last layer, if fitted
 
 
 def train_head(x: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, num_classes: int,
@@ -111,7 +113,27 @@ def train_head(x: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx
             row["val_macro_ap"], row["val_micro_ap"] = average_precisions(torch.sigmoid(logits).numpy(),
                                                                           target[va].numpy())
         epochs.append(row)
-    return HeadRun(model.eval(), epochs, time.perf_counter() - start)
+    model.eval()
+    platt = calibrate(model, xt[va], target[va].numpy()) if settings.calibrate and len(va) else None
+    return HeadRun(model, epochs, time.perf_counter() - start, platt)
+
+
+@torch.no_grad()
+def calibrate(model: EmbedHead, x: torch.Tensor, truth: np.ndarray) -> dict[str, float] | None:
+    """Platt scaling fitted on held-out rows and folded into the last layer (its logits times a,
+    plus b), so the checkpoint itself scores calibrated and every engine runs it unchanged. Why:
+    label smoothing and class weights squeeze a head's sigmoid below 0.8 even on clear calls, and
+    infer's default threshold would then label nothing. None (left as trained) when the rows hold
+    one outcome only or the fit is not increasing."""
+    from hawk.evaluate import fit_platt
+
+    platt = fit_platt(torch.sigmoid(model(x)).numpy(), truth)
+    if platt is None or platt["a"] <= 0:
+        return None
+    last = model.net[-1]
+    last.weight.mul_(platt["a"])
+    last.bias.mul_(platt["a"]).add_(platt["b"])
+    return platt
 
 
 def head_options(model: EmbedHead) -> dict[str, Any]:

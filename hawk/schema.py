@@ -217,6 +217,7 @@ class Head:
     hidden: int = setting(ge=0)
     dropout: float = setting(ge=0, le=0.9)
     steps: int = setting(ge=1)
+    calibrate: bool = setting()
     lr: float = setting(gt=0)
     weight_decay: float = setting(ge=0)
 

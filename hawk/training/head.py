@@ -42,10 +42,11 @@ def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_di
         run_id = _log_run(tracking, tracking.run_name_for(NAME, fold, len(splits), specset.meta["data"]["specs_sha256"]),
                           run.epochs, {
             **(params or {}), "fold": fold, "train_spectrograms": len(train_idx), "val_spectrograms": len(val_idx),
-            "windows_without_embedding": int((~has).sum())})
+            "windows_without_embedding": int((~has).sum()),
+            **{f"calibration_{k}": v for k, v in (run.calibration or {}).items()}})
         path = save_head(ckpt_dir / f"{name}.ckpt", run, classes, specset.meta,
                          {"train": json.loads(json.dumps(asdict(s), default=str)), "fold": fold, "mlflow_run_id": run_id,
-                          "parameters": sum(p.numel() for p in run.model.parameters())})
+                          "calibration": run.calibration, "parameters": sum(p.numel() for p in run.model.parameters())})
         results.append(FoldResult(fold, [{"fold": fold, **e} for e in run.epochs], [path],
                                   time.perf_counter() - start, len(train_idx) * s.head.steps, run_id, NAME))
     return results
