@@ -54,7 +54,8 @@ def _table(values: dict[str, Any]) -> list[str]:
 
 
 def render(files: list[Path]) -> str:
-    out = [HEAD]
+    quality = [p for p in files if p.stem.startswith(("quality-", "birdnet-analyzer-"))]
+    out = [HEAD, "## Quality on the benchmark kits: every run", "", quality_table(quality, markers=False), ""]
     for path in files:
         r = json.loads(path.read_text(encoding="utf-8"))
         m = r.get("machine", {})
@@ -134,15 +135,18 @@ def _kit(figures: dict[str, Any], stem: str) -> tuple[str, int]:
     return design, seed
 
 
-def quality_table(files: list[Path]) -> str:
-    """README's table: one row per system measured on the kit (each hawk run, each of its checkpoints
+def quality_table(files: list[Path], designs: tuple[str, ...] = ("recorded", "synthetic"),
+                  markers: bool = True) -> str:
+    """One row per system measured on a kit of ``designs`` (each hawk run, each of its checkpoints
     alone when it made several, BirdNET-Analyzer in each mode), macro AP per sound / minute / recording;
-    the recorded kit's rows first."""
+    the recorded kit's rows first. README shows the recorded kit's, docs/benchmarks.md every row."""
     rows = []
     for path in files:
         r = json.loads(path.read_text(encoding="utf-8"))
         f = r["figures"]
         design, seed = _kit(f, path.stem)
+        if design not in designs:
+            continue
         if path.stem.startswith("quality"):
             what = " ".join(o for o in f.get("overrides", []) if o != "dedup.mode=remove") or "defaults"
             rows.append((design, seed, f"hawk {r.get('commit', '')} ({what})", f["macro_ap"], _selection(f), path.stem))
@@ -151,9 +155,10 @@ def quality_table(files: list[Path]) -> str:
             rows += [(design, seed, f"BirdNET-Analyzer 2.4.0, {mode} mode", v, "", path.stem)
                      for mode, v in f.items() if isinstance(v, dict)]
     rows.sort(key=lambda x: (x[0] != "recorded", x[1]))
-    return "\n".join([BEGIN, "| kit | system | macro AP per sound / minute / recording | curation: ROC-AUC / kept empty / "
-                      "calls lost | result file (`benchmarks/results/`) |", "|---|---|---|---|---|",
-                      *(f"| {d}, seed {s} | {what} | {_ap(ap)} | {sel} | {stem} |" for d, s, what, ap, sel, stem in rows), END])
+    table = ["| kit | system | macro AP per sound / minute / recording | curation: ROC-AUC / kept empty / "
+             "calls lost | result file (`benchmarks/results/`) |", "|---|---|---|---|---|",
+             *(f"| {d}, seed {s} | {what} | {_ap(ap)} | {sel} | {stem} |" for d, s, what, ap, sel, stem in rows)]
+    return "\n".join([BEGIN, *table, END] if markers else table)
 
 
 def _selection(figures: dict[str, Any]) -> str:
@@ -225,7 +230,7 @@ def _between(text: str, begin: str, end: str, table: str) -> str:
 
 
 def readme_text(files: list[Path]) -> str:
-    text = _between(README.read_text(encoding="utf-8"), BEGIN, END, quality_table(files))
+    text = _between(README.read_text(encoding="utf-8"), BEGIN, END, quality_table(files, ("recorded",)))
     text = _between(text, SCALE_BEGIN, SCALE_END, scale_table(RESULTS / "ray-scale.json"))
     return _between(text, DEDUP_BEGIN, DEDUP_END, dedup_table(RESULTS / "dedup-accuracy.json"))
 

@@ -36,10 +36,11 @@ class HeadError(HawkError, ValueError):
 @dataclass(frozen=True)
 class HeadSettings:
     enabled: bool = False  # with a CNN model_name: train a head beside it, and infer ensembles both
-    hidden: int = 0  # 0: a linear head (logistic regression per class); > 0: one hidden ReLU layer
-    dropout: float = 0.0  # on the embedding (and the hidden layer)
+    hidden: int = 512  # 0: a linear head (logistic regression per class); > 0: one hidden ReLU layer
+    dropout: float = 0.3  # on the embedding (and the hidden layer)
     steps: int = 300  # full-batch optimiser steps
     calibrate: bool = True  # Platt scaling on the validation rows, folded into the last layer
+    refit: bool = True  # then train again on every recording: the checkpoint, with that calibration
     lr: float = 0.01
     weight_decay: float = 0.001
 
@@ -130,10 +131,16 @@ def calibrate(model: EmbedHead, x: torch.Tensor, truth: np.ndarray) -> dict[str,
     platt = fit_platt(torch.sigmoid(model(x)).numpy(), truth)
     if platt is None or platt["a"] <= 0:
         return None
+    apply_platt(model, platt)
+    return platt
+
+
+@torch.no_grad()
+def apply_platt(model: EmbedHead, platt: dict[str, float]) -> None:
+    """Fold ``sigmoid(a * logit + b)`` into the last layer."""
     last = model.net[-1]
     last.weight.mul_(platt["a"])
     last.bias.mul_(platt["a"]).add_(platt["b"])
-    return platt
 
 
 def head_options(model: EmbedHead) -> dict[str, Any]:

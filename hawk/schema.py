@@ -218,6 +218,7 @@ class Head:
     dropout: float = setting(ge=0, le=0.9)
     steps: int = setting(ge=1)
     calibrate: bool = setting()
+    refit: bool = setting()
     lr: float = setting(gt=0)
     weight_decay: float = setting(ge=0)
 

