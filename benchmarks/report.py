@@ -149,16 +149,35 @@ def quality_table(files: list[Path], designs: tuple[str, ...] = ("recorded", "sy
             continue
         if path.stem.startswith("quality"):
             what = " ".join(o for o in f.get("overrides", []) if o != "dedup.mode=remove") or "defaults"
-            rows.append((design, seed, f"hawk {r.get('commit', '')} ({what})", f["macro_ap"], _selection(f), path.stem))
-            rows += [(design, seed, f"hawk: {k} alone", v, "", path.stem) for k, v in (f.get("members_macro_ap") or {}).items()]
+            rows.append((design, seed, f"hawk {r.get('commit', '')} ({what})", f["macro_ap"], _selection(f),
+                         f"{f['wall_seconds']} s" if "wall_seconds" in f else "", path.stem))
+            rows += [(design, seed, f"hawk: {k} alone", v, "", "", path.stem)
+                     for k, v in (f.get("members_macro_ap") or {}).items()]
         else:
-            rows += [(design, seed, f"BirdNET-Analyzer 2.4.0, {mode} mode", v, "", path.stem)
+            rows += [(design, seed, f"BirdNET-Analyzer 2.4.0, {mode} mode", v, "",
+                      f"{v['train_seconds'] + v['analyze_seconds']} s" if "train_seconds" in v else "", path.stem)
                      for mode, v in f.items() if isinstance(v, dict)]
     rows.sort(key=lambda x: (x[0] != "recorded", x[1]))
     table = ["| kit | system | macro AP per sound / minute / recording | curation: ROC-AUC / kept empty / "
-             "calls lost | result file (`benchmarks/results/`) |", "|---|---|---|---|---|",
-             *(f"| {d}, seed {s} | {what} | {_ap(ap)} | {sel} | {stem} |" for d, s, what, ap, sel, stem in rows)]
+             "calls lost | wall | result file (`benchmarks/results/`) |", "|---|---|---|---|---|---|",
+             *(f"| {d}, seed {s} | {what} | {_ap(ap)} | {sel} | {wall} | {stem} |"
+               for d, s, what, ap, sel, wall, stem in rows)]
     return "\n".join([BEGIN, *table, END] if markers else table)
+
+
+def per_class_table(files: list[Path]) -> str:
+    """Per-class per-sound AP of the current defaults (``quality-<design>-seed<n>-head``) on each kit
+    of the recorded design; a class a kit's soundscapes do not annotate is blank."""
+    runs = [(path.stem, json.loads(path.read_text(encoding="utf-8"))["figures"]) for path in files
+            if re.fullmatch(r"quality-recorded-seed\d+-head", path.stem)]
+    codes = sorted({c for _, f in runs for c in f.get("per_class_ap", {})})
+    ap = [{c: v for c, v in f.get("per_class_ap", {}).items() if v not in (None, "")} for _, f in runs]
+    return "\n".join([PER_CLASS_BEGIN, "| result file | " + " | ".join(codes) + " |", "|---|" + "---|" * len(codes),
+                      *(f"| {stem} | " + " | ".join(f"{float(a[c]):.2f}" if c in a else "" for c in codes) + " |"
+                        for (stem, _), a in zip(runs, ap)), PER_CLASS_END])
+
+
+PER_CLASS_BEGIN, PER_CLASS_END = "<!-- per-class table: made by benchmarks/report.py -->", "<!-- end of per-class table -->"
 
 
 def _selection(figures: dict[str, Any]) -> str:
@@ -231,6 +250,7 @@ def _between(text: str, begin: str, end: str, table: str) -> str:
 
 def readme_text(files: list[Path]) -> str:
     text = _between(README.read_text(encoding="utf-8"), BEGIN, END, quality_table(files, ("recorded",)))
+    text = _between(text, PER_CLASS_BEGIN, PER_CLASS_END, per_class_table(files))
     text = _between(text, SCALE_BEGIN, SCALE_END, scale_table(RESULTS / "ray-scale.json"))
     return _between(text, DEDUP_BEGIN, DEDUP_END, dedup_table(RESULTS / "dedup-accuracy.json"))
 
