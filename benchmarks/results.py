@@ -39,8 +39,9 @@ def machine() -> dict[str, Any]:
 
 def commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
+    # another benchmark's result file written meanwhile is not a change to the code measured
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return out.stdout.strip() + ("+changes" if dirty else "") if out.returncode == 0 else "unknown"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from hawk.embed_head import NAME, HeadError, apply_platt, save_head, train_head
+from hawk.embed_head import NAME, HeadError, HeadRun, HeadSettings, apply_platt, save_head, train_head
 from hawk.specset import SpecSet
 from hawk.training.data import make_splits
 from hawk.training.module import class_weights
@@ -39,16 +39,9 @@ def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_di
     for fold, (train_idx, val_idx) in enumerate(splits):
         train_idx, val_idx = train_idx[has[train_idx]], val_idx[has[val_idx]]
         start = time.perf_counter()
-        run = train_head(x, specset.labels, train_idx, val_idx, len(codes), weights, s.head, s.label_smoothing,
-                         s.seed + fold)
         refit = s.head.refit and len(splits) == 1 and len(val_idx) > 0
-        if refit:
-            every = np.flatnonzero(has)
-            final = train_head(x, specset.labels, every, every[:0], len(codes), weights,
-                               replace(s.head, calibrate=False), s.label_smoothing, s.seed + fold).model
-            if run.calibration:
-                apply_platt(final, run.calibration)
-            run = replace(run, model=final)
+        run = fit_head(x, specset.labels, train_idx, val_idx, np.flatnonzero(has) if refit else None, len(codes),
+                       weights, s.head, s.label_smoothing, s.seed + fold)
         name = NAME + (f"-f{fold}" if len(splits) > 1 else "")
         run_id = _log_run(tracking, tracking.run_name_for(NAME, fold, len(splits), specset.meta["data"]["specs_sha256"]),
                           run.epochs, {
@@ -62,6 +55,21 @@ def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_di
         results.append(FoldResult(fold, [{"fold": fold, **e} for e in run.epochs], [path],
                                   time.perf_counter() - start, len(train_idx) * s.head.steps, run_id, NAME))
     return results
+
+
+def fit_head(x: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, refit_idx: np.ndarray | None,
+             num_classes: int, weights: np.ndarray, settings: HeadSettings, label_smoothing: float, seed: int) -> HeadRun:
+    """Train on ``train_idx``, validate and calibrate on ``val_idx``; with ``refit_idx``, the returned
+    model is trained again on those rows (every window) and given the validation's calibration, while
+    the metrics stay the validated run's."""
+    run = train_head(x, labels, train_idx, val_idx, num_classes, weights, settings, label_smoothing, seed)
+    if refit_idx is None:
+        return run
+    final = train_head(x, labels, refit_idx, refit_idx[:0], num_classes, weights, replace(settings, calibrate=False),
+                       label_smoothing, seed).model
+    if run.calibration:
+        apply_platt(final, run.calibration)
+    return replace(run, model=final)
 
 
 def _log_run(tracking: Tracking, run_name: str, epochs: list[dict[str, float]], params: dict[str, Any]) -> str:
