@@ -90,12 +90,6 @@ def read_raven(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def write_run_csv(path: Path, rows: Iterable[tuple[str, Label]]) -> int:
-    n = 0
-    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_FIELDS)
-        for filename, lb in rows:
-            w.writerow([filename, f"{lb.start:.2f}", f"{lb.end:.2f}", lb.name, lb.code, f"{lb.score:.3f}"])
-            n += 1
-    return n
+def run_csv_row(filename: str, lb: Label) -> list[str]:
+    """One row of the run's CSV (:data:`CSV_FIELDS`)."""
+    return [filename, f"{lb.start:.2f}", f"{lb.end:.2f}", lb.name, lb.code, f"{lb.score:.3f}"]

@@ -2,7 +2,9 @@
 
 Writes, for each recording, an Audacity label file <stem>_<suffix>.txt (start, end, CODE;score) and a
 Raven selection table, plus labels.csv for the whole run and summary.txt; recordings that cannot be
-read are listed in skipped.csv. Checkpoints trained on different class lists are refused.
+read are listed in skipped.csv. labels.csv grows as recordings are added to infer.input: rows of a
+later run's recordings come after the earlier ones (hawk/resume.py). Checkpoints trained on different
+class lists are refused.
 
 infer.input is a recording, a folder (searched recursively), a glob ('/data/ARU/**/*.wav') or a CSV
 file list (a `path` column). Each recording's labels are written as soon as it is scored, so a rerun
@@ -18,7 +20,6 @@ resumes: recordings already labelled with the same checkpoints and settings are 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from omegaconf import OmegaConf
 
 from hawk.fsutil import atomic_open
 from hawk.infer import Ensemble, FileScores, find_recordings, iter_scores, recordings_root
-from hawk.labels import Label, make_labels, write_audacity, write_raven, write_run_csv
+from hawk.labels import make_labels, write_audacity, write_raven
 from hawk.progress import progress_bar
 from hawk.reports import write_skip_report
 from hawk.resume import LabelRecords, run_key
@@ -52,6 +53,7 @@ def main() -> None:
 def _label(cfg: Any, ensemble: Ensemble, files: list[Path], rel: dict[Path, Path], out: Path, records: LabelRecords,
            start: float) -> None:
     c = cfg.infer
+    records.keep_only(str(rel[f]) for f in files)  # a removed input's label files go below; its record too
     finished = records.finished() if c.resume else {}
     done = {f: finished[str(rel[f])] for f in files if str(rel[f]) in finished}  # audio seconds
     todo = [f for f in files if f not in done]
@@ -92,26 +94,14 @@ def _label(cfg: Any, ensemble: Ensemble, files: list[Path], rel: dict[Path, Path
     scoring = time.perf_counter() - scoring
     records.flush()
 
-    labelled = [f for f in files if f in done or f in scored]
-    per_class: dict[str, int] = {}
-    audio = 0.0
-
-    def rows() -> Iterator[tuple[str, Label]]:
-        nonlocal audio
-        for f in labelled:
-            seconds, labels = records.read(rel[f])
-            audio += seconds
-            for lb in labels:
-                per_class[lb.code] = per_class.get(lb.code, 0) + 1
-                yield str(rel[f]), lb
-
-    n_labels = write_run_csv(out / "labels.csv", rows())
+    records.append_csv(out / "labels.csv", (rel[f] for f in files))
+    n_recordings, audio, per_class = records.totals()
     write_skip_report(out / "skipped.csv", skipped)
     wall = time.perf_counter() - start
     scored_audio = audio - resumed_seconds
     summary = [
-        f"{len(labelled)} recordings ({audio / 60:.1f} min of audio), {len(skipped)} skipped, {n_labels} labels; "
-        f"{len(labelled) - len(done)} scored now, {len(done)} resumed from an earlier run",
+        f"{n_recordings} recordings ({audio / 60:.1f} min of audio), {len(skipped)} skipped, "
+        f"{sum(per_class.values())} labels; {len(scored)} scored now, {len(done)} resumed from an earlier run",
         f"ensemble of {ensemble.members} checkpoint(s) from {cfg.paths.ckpt}, {len(ensemble.classes)} classes, "
         f"engine {cfg.engine.name}",
         f"min_score {c.min_score}, overlap {c.overlap} s, merge {c.merge}, ignoring {', '.join(c.ignore)}",

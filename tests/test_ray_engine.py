@@ -128,8 +128,9 @@ def archive(tmp_path_factory):
     return root
 
 
-def infer(archive: Path, out: Path, *extra: str, wait: bool = True):
-    args = [sys.executable, "-m", "stages.infer", f"paths.ckpt={archive / 'ckpt'}", f"infer.input={archive / 'recordings'}",
+def infer(archive: Path, out: Path, *extra: str, wait: bool = True, recordings: Path | None = None):
+    args = [sys.executable, "-m", "stages.infer", f"paths.ckpt={archive / 'ckpt'}",
+            f"infer.input={recordings or archive / 'recordings'}",
             f"paths.labels={out}", "infer.min_score=0.551", "infer.progress=false", *extra]
     if not wait:
         return STACK.enter_context(procs.popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -325,6 +326,41 @@ def test_local_engine_resumes_and_new_settings_or_weights_score_again(archive, l
         assert records(batched) == 3
         index.write("d.wav", 1.0, [])
     assert records(batched) == 4
+
+
+def test_labels_csv_grows_by_appending_and_is_written_anew_only_when_rows_lose_their_record(archive, local_labels,
+                                                                                             tmp_path):
+    rec, out = tmp_path / "recordings", tmp_path / "out"
+    shutil.copytree(archive / "recordings", rec)
+    first = rec / "site0" / "r00.wav"  # the first input in order: a rewrite would put its rows first
+    first.rename(tmp_path / first.name)
+    infer(archive, out, recordings=rec)
+    before = (out / "labels.csv").read_bytes()
+    (tmp_path / first.name).rename(first)
+    assert f"1 scored now, {FILES - 1} resumed" in infer(archive, out, recordings=rec)
+    grown = (out / "labels.csv").read_bytes()
+    assert grown.startswith(before) and grown != before  # appended, the earlier rows untouched
+    header, *rows = local_labels["labels.csv"]
+    new = [r for r in outputs(out)["labels.csv"][1:] if r[0] == "site0/r00.wav"]
+    assert new and outputs(out)["labels.csv"][-len(new):] == new  # the new recording's rows come last
+    assert sorted(outputs(out)["labels.csv"][1:]) == sorted(rows)
+
+    # a run killed while appending leaves a partial end: the next run cuts it back to what was committed
+    with open(out / "labels.csv", "ab") as f:
+        f.write(b"site2/r05.mp3,1.50,4.")
+    assert f"0 scored now, {FILES} resumed" in infer(archive, out, recordings=rec)
+    assert (out / "labels.csv").read_bytes() == grown
+
+    # an input removed loses its rows, label files and record; added back, it is scored again
+    gone = rec / "site1" / "r01.flac"
+    gone.rename(tmp_path / gone.name)
+    assert "0 scored now" in infer(archive, out, recordings=rec)
+    files = outputs(out)
+    assert not any("r01" in k for k in files) and not any(r[0] == "site1/r01.flac" for r in files["labels.csv"])
+    (tmp_path / gone.name).rename(gone)
+    assert f"1 scored now, {FILES - 1} resumed" in infer(archive, out, recordings=rec)
+    assert (out / "site1" / "r01_hawk.txt").exists()
+    assert sorted(outputs(out)["labels.csv"][1:]) == sorted(rows)
 
 
 def test_an_address_where_nothing_listens_fails_at_once_naming_the_cause():
