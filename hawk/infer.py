@@ -38,6 +38,7 @@ from hawk.errors import HawkError
 from hawk.spectrogram import SpecSettings, SpectrogramMaker
 
 log = logging.getLogger(__name__)
+HEADERS_PER_TASK = 256  # recordings whose header one Ray task reads (milliseconds each)
 
 
 class EnsembleError(HawkError, ValueError):
@@ -369,8 +370,12 @@ def iter_scores(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, cal
     given = {os.path.abspath(f): f for f in files}
     load = functools.partial(Ensemble.load, [p.resolve() for p in ensemble.paths], "auto")
     call = functools.partial(score_segments, calibration=calibration, batch_size=batch_size)
-    items = [(p, settings, bool(ensemble.models), first, count) for p in given
-             for first, count in recording_parts(p, settings, engine.part_seconds)]
+    # the parts of each recording come from its header, read by the workers (many headers at once, on
+    # the cluster's file system) rather than one after another by this process
+    parts = functools.partial(recording_parts, settings=settings, part_seconds=engine.part_seconds)
+    items = [(p, settings, bool(ensemble.models), first, count)
+             for (p,), cuts in engine.map(parts, [(p,) for p in given], lambda item, why: [(0, None)], HEADERS_PER_TASK)
+             for first, count in cuts]
     expected = collections.Counter(item[0] for item in items)
     arrived: dict[str, list[tuple[int, Any]]] = collections.defaultdict(list)
     for (path, _, _, first, _), out in engine.map_with_model(items, load, call, lambda item, why: (item[0], why),

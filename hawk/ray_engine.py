@@ -122,14 +122,15 @@ class RayEngine:
         blocks = min(len(rows), max(math.ceil(len(rows) / per_block), int(4 * cpus)))
         return ray.data.from_items(rows, override_num_blocks=max(blocks, 1))
 
-    def map(self, fn: Callable[..., Any], items: list[tuple],
-            lost: Callable[[tuple, str], Any]) -> Iterator[tuple[tuple, Any]]:
-        """``fn(*item)`` for every item, as CPU tasks; yields (item, result) as results arrive, and
-        (item, ``lost(item, reason)``) for an item whose workers died on every retry."""
+    def map(self, fn: Callable[..., Any], items: list[tuple], lost: Callable[[tuple, str], Any],
+            per_block: int = ITEMS_PER_BLOCK) -> Iterator[tuple[tuple, Any]]:
+        """``fn(*item)`` for every item, as CPU tasks of ``per_block`` items (more for quick work);
+        yields (item, result) as results arrive, and (item, ``lost(item, reason)``) for an item whose
+        workers died on every retry."""
         def job(todo: list[tuple], per_block: int):
             return self._dataset(todo, per_block).map(_Apply(fn), num_cpus=self.cpus_per_task,
                                                       max_retries=self.max_retries)
-        return self._collect(job, items, lost)
+        return self._collect(job, items, lost, per_block)
 
     def map_with_model(self, items: list[tuple], load: Callable[[], Any], call: Callable[..., Any],
                        lost: Callable[[tuple, str], Any],
@@ -154,11 +155,11 @@ class RayEngine:
                                   max_task_retries=self.max_retries)
         return self._collect(job, items, lost)
 
-    def _collect(self, job: Callable[[list[tuple], int], Any], items: list[tuple],
-                 lost: Callable[[tuple, str], Any]) -> Iterator[tuple[tuple, Any]]:
+    def _collect(self, job: Callable[[list[tuple], int], Any], items: list[tuple], lost: Callable[[tuple, str], Any],
+                 per_block: int = ITEMS_PER_BLOCK) -> Iterator[tuple[tuple, Any]]:
         """Results of ``job(items, per_block)`` as they arrive; the items of dropped blocks run once
         more, one per block, so one crashing recording costs only itself."""
-        todo, per_block = list(items), ITEMS_PER_BLOCK
+        todo = list(items)
         for final in (False, True):
             if not todo:
                 return

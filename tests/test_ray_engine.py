@@ -289,7 +289,7 @@ def test_scores_extract_and_embed_on_the_cluster_equal_the_local_engines(cluster
 
 
 def test_a_long_recording_is_scored_in_parts_across_the_cluster_as_the_local_engine_scores_it(cluster, archive,
-                                                                                               tmp_path):
+                                                                                               tmp_path, monkeypatch):
     # 61 s in parts of 12 s: five parts on two nodes, joined into one recording equal to the local result
     long = tmp_path / "long.flac"
     write_audio(long, synth_recording("warble", 5, 61.0, 44100), 44100)
@@ -297,6 +297,10 @@ def test_a_long_recording_is_scored_in_parts_across_the_cluster_as_the_local_eng
     local = score_files([long], ens, 1.5).files[0]
     with RayEngine(address=cluster, part_seconds=12) as eng:
         assert len(recording_parts(str(long), segment_settings(ens.settings, 1.5), eng.part_seconds)) == 5
+        def no_header_here(path):
+            raise AssertionError(f"the driver read the header of {path}; workers should")
+
+        monkeypatch.setattr("hawk.infer.duration", no_header_here)  # this process only, not the workers
         (remote,) = list(iter_scores([long], ens, 1.5, engine=eng))
     assert remote.path == long and remote.seconds == pytest.approx(local.seconds)
     assert np.array_equal(remote.offsets, local.offsets) and np.allclose(remote.scores, local.scores, atol=1e-5)
