@@ -245,6 +245,7 @@ class Train:
     update_classifier: bool = setting()
     freeze_backbone: bool = setting()
     bn_recalibrate_batches: int = setting(ge=0)
+    distill: float = setting(ge=0, le=1)
     augment: Augment = setting()
     head: Head = setting()
 

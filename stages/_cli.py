@@ -196,9 +196,9 @@ def class_list(cfg: DictConfig) -> list[ClassSpec]:
 
 
 def trains_head(cfg: DictConfig) -> bool:
-    """The train stage trains an embedding head (alone, or beside the CNN): every class is embedded and
-    the training set carries each window's vector."""
-    return cfg.train.model_name == "embed_head" or bool(cfg.train.head.enabled)
+    """The train stage trains an embedding head (alone, beside the CNN, or as the CNN's teacher with
+    train.distill): every class is embedded and the training set carries each window's vector."""
+    return cfg.train.model_name == "embed_head" or bool(cfg.train.head.enabled) or float(cfg.train.distill) > 0
 
 
 def embedder_description(cfg: DictConfig, identity: dict[str, Any]) -> dict[str, Any]:

@@ -165,3 +165,43 @@ def test_calibration_is_folded_into_the_head_and_keeps_its_ranking():
 
     assert log_loss(after) < log_loss(before) - 0.01
     assert (np.argsort(before, axis=0) == np.argsort(after, axis=0)).all()  # a monotone map per class
+
+
+def test_the_cnn_distils_from_heads_that_never_saw_the_windows_recording(project, tmp_path):
+    """train.distill: each window's teacher score comes from a head trained on the other recordings,
+    and the CNN trains on (1 - distill) x label + distill x teacher; validation rows keep their labels."""
+    from hawk.embed_head import HeadSettings
+    from hawk.training.distill import teacher_scores
+    from hawk.training.run import TrainerSettings, _targets, train
+
+    out, _, _ = project
+    ss = SpecSet.open(out / "specs")
+    x, labels, k = ss.vectors(), ss.labels, len(ss.class_codes)
+    settings = HeadSettings(hidden=0, steps=100)
+    teacher = teacher_scores(x, labels, ss.groups, k, np.ones(k, np.float32), settings)
+    assert teacher.shape == (len(ss), k) and ((teacher >= 0) & (teacher <= 1)).all()
+    assert (teacher.argmax(1) == labels).mean() > 0.9  # whistles, chirps and noise are easy for BirdNET
+    # relabel one recording: its own scores keep their order (only the shared calibration moves them),
+    # while the heads of the other folds, which trained on it, now score the other windows differently
+    rows = [i for i, g in enumerate(ss.groups) if g == ss.groups[0]]
+    flipped = labels.copy()
+    flipped[rows] = (labels[rows] + 1) % k
+    again = teacher_scores(x, flipped, ss.groups, k, np.ones(k, np.float32), settings)
+    assert np.array_equal(np.argsort(teacher[rows].ravel(), kind="stable"), np.argsort(again[rows].ravel(), kind="stable"))
+    others = np.setdiff1d(np.arange(len(ss)), rows)
+    assert not np.allclose(teacher[others], again[others], atol=1e-3)
+
+    s = TrainSettings(model_name="custom_hgnet_1", num_epochs=1, batch_size=16, num_workers=0, val_portion=0.25,
+                      save_last_n=1, distill=0.5, head=settings)
+    assert _targets(ss, np.arange(len(ss)), TrainSettings(distill=0.0), np.ones(k)) is None
+    train_rows = np.arange(0, len(ss), 2)
+    soft = _targets(ss, train_rows, s, np.ones(k, np.float32))
+    hard = np.eye(k)[labels]
+    assert np.array_equal(soft[1::2], hard[1::2]) and not np.allclose(soft[train_rows], hard[train_rows])
+    off_label = soft[train_rows].copy()
+    off_label[np.arange(len(train_rows)), labels[train_rows]] = 0
+    assert off_label.max() > 0  # the teacher's other classes reach the targets (the demo's are clear-cut)
+    tracking = Tracking(mlflow_uri=f"sqlite:///{tmp_path}/mlflow.db", tensorboard_dir=str(tmp_path / "logs"))
+    (r,) = train(out / "specs", s, TrainerSettings(accelerator="cpu", devices=1, progress=False, limit_train_batches=2),
+                 tracking, tmp_path / "ckpt")
+    assert load_checkpoint(r.checkpoints[-1])["extra"]["train"]["distill"] == 0.5

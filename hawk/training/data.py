@@ -62,11 +62,14 @@ def make_splits(groups: list[str], labels: np.ndarray, val_portion: float = 0.0,
 
 
 class SpecDataset(Dataset):
-    """Spectrograms of ``indices`` as (1, height, width) float tensors with multi-hot targets;
-    augmented when an ``augmenter`` is given (training only)."""
+    """Spectrograms of ``indices`` as (1, height, width) float tensors with multi-hot targets (or the
+    rows of ``targets``, soft ones from distillation); augmented when an ``augmenter`` is given
+    (training only)."""
 
-    def __init__(self, specset: SpecSet, indices: np.ndarray, augmenter: Augmenter | None = None, seed: int = 0):
+    def __init__(self, specset: SpecSet, indices: np.ndarray, augmenter: Augmenter | None = None, seed: int = 0,
+                 targets: np.ndarray | None = None):
         self.specset = specset
+        self.targets = targets
         self.indices = np.asarray(indices, np.int64)
         self.augmenter = augmenter
         self.num_classes = len(specset.class_codes)
@@ -83,8 +86,11 @@ class SpecDataset(Dataset):
         i = int(self.indices[k])
         spec = self.fetch(i)
         cls = int(self.specset.labels[i])
-        target = np.zeros(self.num_classes, np.float32)
-        target[cls] = 1.0
+        if self.targets is not None:
+            target = self.targets[i].copy()
+        else:
+            target = np.zeros(self.num_classes, np.float32)
+            target[cls] = 1.0
         if self.augmenter is not None:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             spec, target = self.augmenter(spec, target, cls, rng)

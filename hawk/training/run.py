@@ -26,6 +26,7 @@ from hawk.progress import is_terminal
 from hawk.settings import from_mapping
 from hawk.specset import SpecSet
 from hawk.training.data import SpecDataset, make_splits
+from hawk.training.distill import soft_targets, teacher_scores
 from hawk.training.module import Classifier, class_weights
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class TrainSettings:
     update_classifier: bool = False  # a new head even when the class list matches the checkpoint's
     freeze_backbone: bool = False  # train the head only
     bn_recalibrate_batches: int = 20  # batch-norm statistics re-estimated on this many batches (0: off)
+    distill: float = 0.0  # CNN targets: this share from the embedding head's out-of-fold scores (hawk/training/distill.py)
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     head: HeadSettings = field(default_factory=HeadSettings)
 
@@ -270,7 +272,7 @@ def train(specset_dir: Path, s: TrainSettings, t: TrainerSettings, tracking: Tra
     for fold, (train_idx, val_idx) in enumerate(splits):
         L.seed_everything(s.seed + fold, workers=True, verbose=False)
         model, model_name = build_model(s, specset)
-        train_ds = SpecDataset(specset, train_idx, seed=s.seed + fold)
+        train_ds = SpecDataset(specset, train_idx, seed=s.seed + fold, targets=_targets(specset, train_idx, s, weights))
         train_ds.augmenter = Augmenter(s.augment, specset.labels, train_ds.fetch, noise)
         loader_args = {"batch_size": s.batch_size, "num_workers": workers,
                        "persistent_workers": False, "pin_memory": torch.cuda.is_available()}
@@ -309,6 +311,19 @@ def train(specset_dir: Path, s: TrainSettings, t: TrainerSettings, tracking: Tra
         results.append(FoldResult(fold, recorder.epochs, recorder.checkpoints, seconds,
                                   len(train_idx) * s.num_epochs, run_id, model_name))
     return results
+
+
+def _targets(specset: SpecSet, rows: np.ndarray, s: TrainSettings, weights: np.ndarray) -> np.ndarray | None:
+    """Soft targets of every row for ``train.distill`` (None: the labels), from heads trained on the
+    training rows only, so the validation recordings stay unseen."""
+    if not s.distill:
+        return None
+    k = len(specset.class_codes)
+    teacher = teacher_scores(specset.vectors()[rows], specset.labels[rows], [specset.groups[i] for i in rows], k,
+                             weights, s.head, seed=s.seed)
+    out = np.eye(k, dtype=np.float32)[specset.labels]
+    out[rows] = soft_targets(specset.labels[rows], teacher, s.distill)
+    return out
 
 
 def write_outputs(results: list[FoldResult], metrics_json: Path, epochs_csv: Path, plot_png: Path,
