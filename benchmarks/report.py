@@ -159,7 +159,7 @@ def quality_table(files: list[Path], designs: tuple[str, ...] = ("recorded", "sy
                      for mode, v in f.items() if isinstance(v, dict)]
     rows.sort(key=lambda x: (x[0] != "recorded", x[1]))
     table = ["| kit | system | macro AP per sound / minute / recording | curation: ROC-AUC / kept empty / "
-             "calls lost | wall | result file (`benchmarks/results/`) |", "|---|---|---|---|---|---|",
+             "windows with a call dropped (calls no kept window holds) | wall | result file (`benchmarks/results/`) |", "|---|---|---|---|---|---|",
              *(f"| {d}, seed {s} | {what} | {_ap(ap)} | {sel} | {wall} | {stem} |"
                for d, s, what, ap, sel, wall, stem in rows)]
     return "\n".join([BEGIN, *table, END] if markers else table)
@@ -183,13 +183,15 @@ PER_CLASS_BEGIN, PER_CLASS_END = "<!-- per-class table: made by benchmarks/repor
 def _selection(figures: dict[str, Any]) -> str:
     """How well unattended curation chose the training windows, against the kit's truth: the ROC-AUC of
     the scorer it used (pooled over classes), the share of kept windows with no call of their class,
-    and the share of windows with a call that it dropped."""
+    and the share of windows with a call that it dropped (with, where the result has it, the share of
+    calls that no kept window holds)."""
     sel = figures.get("selection") or {}
     by = "activity" if "select.unattended.by=activity" in figures.get("overrides", []) else "model"
     auc = (sel.get(f"{by}_roc_auc") or {}).get("pooled")
     if auc is None or "kept_empty_share" not in sel:
         return ""
-    return f"{by} {auc:.3f} / {sel['kept_empty_share']:.1%} / {sel['calls_lost_share']:.1%}"
+    calls = f" ({sel['calls_missed_share']:.1%})" if "calls_missed_share" in sel else ""
+    return f"{by} {auc:.3f} / {sel['kept_empty_share']:.1%} / {sel['calls_lost_share']:.1%}{calls}"
 
 
 SCALE_BEGIN, SCALE_END = "<!-- cluster table: made by benchmarks/report.py -->", "<!-- end of cluster table -->"
