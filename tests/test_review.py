@@ -411,3 +411,50 @@ Promise.allSettled([
     finally:
         evil.shutdown()
         evil.server_close()
+
+
+def test_the_page_after_choosing_a_folder_ranks_badges_and_redraws_one_card(browser, project, curation):
+    """Keys reach the grid after a folder is chosen in the list; each card shows its rank; drops carry
+    the folder's own word ("dropped"); a verdict redraws its card only; Esc closes the long player."""
+    drops = project / "data/dropped/RIWH"
+    shutil.rmtree(drops, ignore_errors=True)
+    plot_db(project / "data/db/RIWH.db", drops, SpecSettings(), num=3)
+    server = ReviewServer([ImageFolder("RIWH", curation, project / "data/recordings/RIWH"),
+                           DroppedFolder("RIWH-dropped", drops, curation / "restored", project / "data/recordings/RIWH")],
+                          SpecSettings().sample_rate).start()
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server.url)
+        page.wait_for_selector(".card")
+        n = page.locator(".card").count()
+        assert page.locator(".card .rank").first.inner_text() == "#1"
+        assert page.locator(".card .rank").nth(n - 1).inner_text() == f"#{n}"
+        # a verdict redraws the one card: every other card is the same element as before
+        page.evaluate("() => document.querySelectorAll('.card').forEach(c => { c.dataset.seen = '1'; })")
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("x")
+        page.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 1")
+        assert page.locator(".card[data-seen='1']").count() == n - 1
+        assert page.locator(".card.rejected").get_attribute("data-seen") is None
+        badge = "el => getComputedStyle(el, '::after').content"
+        assert page.locator(".card.rejected").evaluate(badge) == '"rejected"'
+        # Esc closes the player of the whole recording
+        page.keyboard.press("o")
+        page.wait_for_selector("#long", state="visible")
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#long", state="hidden")
+        assert page.evaluate("() => document.getElementById('longplayer').paused")
+        # the folder list hands the keys back to the grid
+        page.select_option("#folder", "RIWH-dropped")
+        page.wait_for_function("() => document.querySelectorAll('.card').length === 3")
+        page.keyboard.press("ArrowRight")
+        assert page.locator("#folder").input_value() == "RIWH-dropped"
+        assert page.locator(".card.selected .rank").inner_text() == "#2"
+        assert page.locator(".card.rejected").first.evaluate(badge) == '"dropped"'
+        page.keyboard.press("r")
+        page.wait_for_function("() => document.querySelectorAll('.card.kept').length === 1")
+        restored = page.locator(".card.kept").get_attribute("data-name")
+        assert restored == page.locator(".card.selected").get_attribute("data-name")
+        assert (curation / "restored" / restored).is_file()
+    finally:
+        server.stop()

@@ -19,26 +19,33 @@ function visible() {
     (isNaN(maxd) || it.distance === null || it.distance <= maxd));
 }
 
+function card(it, i) {
+  const el = document.createElement("div");
+  el.className = "card " + it.status + (i === selected ? " selected" : "") + (it.name === playingName ? " playing" : "");
+  el.dataset.name = it.name;
+  el.dataset.status = it.status;
+  el.dataset.badge = state.labels[it.status];  // "rejected" or, in a folder of drops, "dropped"
+  const img = document.createElement("img");
+  img.src = it.url; img.alt = it.name; img.loading = "lazy";
+  const cap = document.createElement("div");
+  cap.className = "cap";
+  const dist = it.distance === null ? "" : `d ${it.distance.toFixed(3)}`;
+  cap.innerHTML = `<span class="rank">#${i + 1}</span><span></span><span>${it.offset.toFixed(2)} s</span><span>${dist}</span>`;
+  cap.children[1].textContent = it.stem;
+  el.append(img, cap);
+  el.addEventListener("click", () => { select(i); play(it, false); });
+  return el;
+}
+
+function counts() {
+  $("counts").textContent = `${state.labels.kept} ${state.kept} · ${state.labels.rejected} ${state.rejected}`;
+}
+
 function render() {
   const items = visible(), grid = $("grid");
   selected = Math.max(0, Math.min(selected, items.length - 1));
-  grid.replaceChildren(...items.map((it, i) => {
-    const card = document.createElement("div");
-    card.className = "card " + it.status + (i === selected ? " selected" : "") + (it.name === playingName ? " playing" : "");
-    card.dataset.name = it.name;
-    card.dataset.status = it.status;
-    const img = document.createElement("img");
-    img.src = it.url; img.alt = it.name; img.loading = "lazy";
-    const cap = document.createElement("div");
-    cap.className = "cap";
-    const dist = it.distance === null ? "" : `d ${it.distance.toFixed(3)}`;
-    cap.innerHTML = `<span></span><span>${it.offset.toFixed(2)} s</span><span>${dist}</span>`;
-    cap.firstChild.textContent = it.stem;
-    card.append(img, cap);
-    card.addEventListener("click", () => { select(i); play(it, false); });
-    return card;
-  }));
-  $("counts").textContent = `${state.labels.kept} ${state.kept} · ${state.labels.rejected} ${state.rejected}`;
+  grid.replaceChildren(...items.map(card));
+  counts();
   $("readonly").hidden = state.writable;
   $("title").textContent = state.title;
   const sel = grid.children[selected];
@@ -95,6 +102,7 @@ function message(text) { $("message").textContent = text; }
 async function move(it, to, record = true) {
   if (!it || it.status === to) return;
   if (!state.writable) return message("read-only: this folder is a pipeline output");
+  const before = visible().map((x) => x.name);
   try {
     state = await api("/api/move", {f: folder, name: it.name, to});
     if (record) undo.push({name: it.name, from: it.status});
@@ -104,8 +112,13 @@ async function move(it, to, record = true) {
     await refresh();
     return;
   }
-  render();
+  const items = visible(), i = items.findIndex((x) => x.name === it.name);
+  if (i < 0 || items.length !== before.length || items.some((x, k) => x.name !== before[k])) return render();
+  $("grid").children[i].replaceWith(card(items[i], i));  // only the card that changed is drawn again
+  counts();
 }
+
+function closeLong() { $("longplayer").pause(); $("long").hidden = true; }
 
 function columns() {
   const cards = $("grid").children;
@@ -139,6 +152,8 @@ document.addEventListener("keydown", async (ev) => {
     if (i >= 0) select(i);
   } else if (ev.key === "o") {
     play(it, true);
+  } else if (ev.key === "Escape" && !$("long").hidden) {
+    closeLong();
   } else {
     return;
   }
@@ -146,10 +161,14 @@ document.addEventListener("keydown", async (ev) => {
 });
 
 $("player").addEventListener("ended", () => markPlaying(null));
-$("closelong").addEventListener("click", () => { $("longplayer").pause(); $("long").hidden = true; });
+$("closelong").addEventListener("click", closeLong);
 $("maxdist").addEventListener("input", render);
 $("showrej").addEventListener("change", render);
-$("folder").addEventListener("change", async () => { folder = $("folder").value; undo = []; selected = 0; await refresh(); });
+$("folder").addEventListener("change", async () => {
+  folder = $("folder").value; undo = []; selected = 0;
+  $("folder").blur();  // the keys go back to the grid, not to the folder list
+  await refresh();
+});
 document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
 setInterval(() => { if (!document.hidden) refresh().catch(() => {}); }, 3000);
 
