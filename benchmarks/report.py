@@ -137,8 +137,9 @@ def _kit(figures: dict[str, Any], stem: str) -> tuple[str, int]:
 
 def quality_table(files: list[Path], designs: tuple[str, ...] = ("recorded", "synthetic"),
                   markers: bool = True) -> str:
-    """One row per system measured on a kit of ``designs`` (each hawk run, each of its checkpoints
-    alone when it made several, BirdNET-Analyzer in each mode), macro AP per sound / minute / recording;
+    """One row per system measured on a kit of ``designs`` (each hawk run, with each of its checkpoints'
+    per-sound AP alone when it made several; BirdNET-Analyzer in each mode), macro AP per sound / minute /
+    recording;
     the recorded kit's rows first. README shows the recorded kit's, docs/benchmarks.md every row."""
     rows = []
     for path in files:
@@ -149,17 +150,17 @@ def quality_table(files: list[Path], designs: tuple[str, ...] = ("recorded", "sy
             continue
         if path.stem.startswith("quality"):
             what = " ".join(o for o in f.get("overrides", []) if o != "dedup.mode=remove") or "defaults"
-            rows.append((design, seed, f"hawk {r.get('commit', '')} ({what})", f["macro_ap"], _selection(f),
+            alone = ", ".join(f"{k} {v['per_sound']:.3f}" for k, v in (f.get("members_macro_ap") or {}).items())
+            rows.append((design, seed, f"hawk {r.get('commit', '')} ({what})" + (f"; alone: {alone}"
+                         if alone else ""), f["macro_ap"], _selection(f),
                          f"{f['wall_seconds']} s" if "wall_seconds" in f else "", path.stem))
-            rows += [(design, seed, f"hawk: {k} alone", v, "", "", path.stem)
-                     for k, v in (f.get("members_macro_ap") or {}).items()]
         else:
-            rows += [(design, seed, f"BirdNET-Analyzer 2.4.0, {mode} mode", v, "",
+            rows += [(design, seed, f"BirdNET-Analyzer 2.4.0, {mode}", v, "",
                       f"{v['train_seconds'] + v['analyze_seconds']} s" if "train_seconds" in v else "", path.stem)
                      for mode, v in f.items() if isinstance(v, dict)]
     rows.sort(key=lambda x: (x[0] != "recorded", x[1]))
     table = ["| kit | system | macro AP per sound / minute / recording | curation: ROC-AUC / kept empty / "
-             "windows with a call dropped (calls no kept window holds) | wall | result file (`benchmarks/results/`) |", "|---|---|---|---|---|---|",
+             "call windows dropped (calls missed) | wall | `benchmarks/results/` |", "|---|---|---|---|---|---|",
              *(f"| {d}, seed {s} | {what} | {_ap(ap)} | {sel} | {wall} | {stem} |"
                for d, s, what, ap, sel, wall, stem in rows)]
     return "\n".join([BEGIN, *table, END] if markers else table)
