@@ -312,6 +312,23 @@ def test_state_api_lists_kept_and_rejected(server, curation):
     assert _get(server, item["url"])[0] == 200  # a rejected image is still shown
 
 
+def test_the_version_an_idle_page_polls_moves_with_every_change_on_disk(server, curation):
+    def version():
+        status, body = _get(server, "/api/version?f=RIWH")
+        assert status == 200
+        return json.loads(body)["version"]
+
+    first = version()
+    assert version() == first  # nothing changed, nothing to fetch
+    names = [i["name"] for i in json.loads(_get(server, "/api/state?f=RIWH")[1])["items"]]
+    _move(server, "RIWH", names[0], "rejected")  # another tab's verdict
+    second = version()
+    assert second != first
+    (curation / names[1]).unlink()  # a person deleting an image by hand
+    assert version() != second
+    assert _get(server, "/api/version?f=RIWH", token=False)[0] == 403
+
+
 @pytest.fixture
 def dropped(project, curation):
     """Three images unattended curation dropped (a pipeline output), served beside nothing else."""

@@ -35,6 +35,17 @@ def _images(folder: Path) -> Iterator[tuple[str, ImageName]]:
                 continue
 
 
+def _version(*folders: Path) -> str:
+    parts = []
+    for folder in folders:
+        try:
+            st = folder.stat()
+            parts.append(f"{st.st_mtime_ns}.{sum(1 for _ in os.scandir(folder))}")
+        except FileNotFoundError:
+            parts.append("-")
+    return "/".join(parts)
+
+
 def _check_move(name: str, to: str) -> None:
     """Only a plain image name in this folder, to a known state (never a path)."""
     if to not in STATES or Path(name).name != name or name.startswith("."):
@@ -79,6 +90,12 @@ class ImageFolder:
         return {"key": self.key, "title": self.title, "writable": self.writable, "labels": self.labels,
                 "kept": sum(i.status == "kept" for i in items), "rejected": sum(i.status == REJECTED for i in items),
                 "items": [asdict(i) for i in items]}
+
+    def version(self) -> str:
+        """What changes whenever an image is added, removed or moved here: the folders' modification
+        times and entry counts. Idle pages poll this instead of the whole state (a listing and a parse
+        of every image name)."""
+        return _version(self.path, self.path / REJECTED)
 
     def move(self, name: str, to: str) -> Item:
         """Move image ``name`` to ``to`` (kept or rejected); moving it where it already is does nothing,
@@ -128,6 +145,9 @@ class DroppedFolder(ImageFolder):
 
     def file_of(self, item: Item) -> Path:
         return self.path / item.name
+
+    def version(self) -> str:
+        return _version(self.path, self.restored)
 
     def move(self, name: str, to: str) -> Item:
         _check_move(name, to)

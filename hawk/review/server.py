@@ -1,7 +1,7 @@
 """The review page's HTTP server: the page, a small JSON API, images and audio clips, on 127.0.0.1 only.
 
 Routes: ``/`` the page; ``/static/<file>`` its script and style (shipped in the package);
-``/api/folders``; ``/api/state?f=KEY``; ``POST /api/move`` (``{"f", "name", "to"}``);
+``/api/folders``; ``/api/state?f=KEY``; ``/api/version?f=KEY`` (changes whenever the folder does); ``POST /api/move`` (``{"f", "name", "to"}``);
 ``/api/clip?f=KEY&name=IMAGE[&long=1]`` (WAV of the image's 3 s, or 15 s around it);
 ``/api/image?f=KEY&name=IMAGE`` (an image the folder lists, and nothing else).
 
@@ -212,6 +212,8 @@ def _handler(app: ReviewServer) -> type[BaseHTTPRequestHandler]:
                                    for f in app.folders.values()])
             if url.path == "/api/state":
                 return self._json(app.state(self._key(q)))
+            if url.path == "/api/version":
+                return self._json({"version": app.folders[self._key(q)].version()})
             if url.path == "/api/image":
                 body, ctype = app.image(self._key(q), q.get("name", ""))
                 return self._send(HTTPStatus.OK, body, ctype, "private, max-age=300")  # images do not change

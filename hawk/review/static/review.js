@@ -1,6 +1,6 @@
 // The review page: a grid of spectrogram images, keyboard first. The server's folder on disk is the
 // truth: every action is sent at once, and the grid is refreshed from the server after each action and
-// every few seconds (so two tabs on one folder agree).
+// whenever the folder's version (polled every few seconds) changes, so two tabs on one folder agree.
 "use strict";
 const $ = (id) => document.getElementById(id);
 let folder = null, state = null, selected = 0, undo = [], playingName = null;
@@ -52,8 +52,16 @@ function render() {
   if (sel) sel.scrollIntoView({block: "nearest"});
 }
 
+let version = null;
+
+async function poll() {  // the folder's version is cheap to read; the whole state only when it moved
+  const {version: now} = await api(`/api/version?f=${encodeURIComponent(folder)}`);
+  if (now !== version) await refresh();
+}
+
 async function refresh() {
   if (!folder) return;
+  version = (await api(`/api/version?f=${encodeURIComponent(folder)}`)).version;
   const name = current() && current().name;
   const fresh = await api(`/api/state?f=${encodeURIComponent(folder)}`);
   if (state && JSON.stringify(fresh) === JSON.stringify(state)) return;  // nothing changed on disk
@@ -170,7 +178,7 @@ $("folder").addEventListener("change", async () => {
   await refresh();
 });
 document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
-setInterval(() => { if (!document.hidden) refresh().catch(() => {}); }, 3000);
+setInterval(() => { if (!document.hidden && folder) poll().catch(() => {}); }, 3000);
 
 (async () => {
   const folders = await api("/api/folders");
