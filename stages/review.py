@@ -36,6 +36,20 @@ def main() -> None:
     data = Path(cfg.paths.data).resolve()
     curation, recordings, dropped = Path(cfg.paths.curation), Path(cfg.paths.recordings), Path(cfg.paths.dropped)
     codes = [c.code for c in class_list(cfg)]
+    queries = cfg.search.queries or {}
+
+    def notice(code: str) -> str:  # a verdict select would ignore is worth saying before it is given
+        if cfg.select.auto_keep and queries.get(code):
+            return (f"select.auto_keep is on: select keeps every search match of {code} within "
+                    f"select.max_distance ({cfg.select.max_distance}) whatever you reject here; "
+                    "set select.auto_keep=false for your verdicts to count")
+        return ""
+
+    def hint(code: str) -> str:
+        return (f"No images here yet. `python -m stages.curate --code {code}` copies {code}'s search matches "
+                f"into {curation / code}/ (or `python -m stages.plot --code {code} --out {curation / code}` "
+                "draws every spectrogram); then reload this page.")
+
     folders: list[ImageFolder] = []
     if args.folder:
         path = Path(args.folder).resolve()
@@ -43,13 +57,15 @@ def main() -> None:
             raise HawkError(f"{args.folder}: not a folder inside {cfg.paths.data}")
         code = args.code or path.name
         writable = path.is_relative_to(curation.resolve())
-        folders.append(ImageFolder(code, path, recordings / code, f"{code} ({args.folder})", writable))
+        folders.append(ImageFolder(code, path, recordings / code, f"{code} ({args.folder})", writable,
+                                   notice(code) if writable else ""))
     elif args.all or args.code:
         for code in codes if args.all else [args.code]:
             if code not in codes:
                 raise HawkError(f"class {code!r} is not declared (known: {', '.join(codes)})")
             if (curation / code).is_dir():
-                folders.append(ImageFolder(code, curation / code, recordings / code, f"{code} curation"))
+                folders.append(ImageFolder(code, curation / code, recordings / code, f"{code} curation",
+                                           notice=notice(code), hint=hint(code)))
             if any((dropped / code).glob("*.jpeg")):  # unattended curation's drops: `r` restores one
                 folders.append(DroppedFolder(f"{code}-dropped", dropped / code, curation / code / "restored",
                                              recordings / code, f"{code} dropped by unattended curation "

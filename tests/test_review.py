@@ -475,3 +475,24 @@ def test_the_page_after_choosing_a_folder_ranks_badges_and_redraws_one_card(brow
         assert (curation / "restored" / restored).is_file()
     finally:
         server.stop()
+
+
+def test_an_empty_folder_says_what_fills_it_and_a_notice_says_why_verdicts_would_not_count(browser, project,
+                                                                                         tmp_path):
+    empty = tmp_path / "curation" / "RIWH"
+    empty.mkdir(parents=True)
+    server = ReviewServer([ImageFolder("RIWH", empty, project / "data/recordings/RIWH", hint="run curate first",
+                                       notice="select.auto_keep is on")], SpecSettings().sample_rate).start()
+    try:
+        state = json.loads(_get(server, "/api/state?f=RIWH")[1])
+        assert (state["hint"], state["notice"], state["items"]) == ("run curate first", "select.auto_keep is on", [])
+        page = browser.new_page()
+        page.goto(server.url)
+        page.wait_for_selector("#empty", state="visible")
+        assert page.locator("#empty").inner_text() == "run curate first"
+        assert page.locator("#notice").inner_text() == "select.auto_keep is on"
+        plot_db(project / "data/db/RIWH.db", empty, SpecSettings(), num=2)  # curate fills it: the page follows
+        page.wait_for_function("() => document.querySelectorAll('.card').length === 2")
+        assert page.locator("#empty").is_hidden() and page.locator("#notice").is_visible()
+    finally:
+        server.stop()

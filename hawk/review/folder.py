@@ -70,10 +70,13 @@ class ImageFolder:
 
     labels = {"kept": "kept", REJECTED: "rejected"}  # what the page calls the two states
 
-    def __init__(self, key: str, path: Path, recordings: Path, title: str = "", writable: bool = True):
+    def __init__(self, key: str, path: Path, recordings: Path, title: str = "", writable: bool = True,
+                 notice: str = "", hint: str = ""):
         self.key, self.path, self.recordings = key, Path(path), Path(recordings)
         self.title = title or key
         self.writable = writable
+        self.notice = notice  # shown above the grid: e.g. why verdicts here cannot change training
+        self.hint = hint  # shown when the folder holds no image: what fills it
         self._lock = threading.Lock()  # one move at a time, whichever tab asks
 
     def items(self) -> list[Item]:
@@ -88,6 +91,7 @@ class ImageFolder:
     def state(self) -> dict:
         items = self.items()
         return {"key": self.key, "title": self.title, "writable": self.writable, "labels": self.labels,
+                "notice": self.notice, "hint": self.hint,
                 "kept": sum(i.status == "kept" for i in items), "rejected": sum(i.status == REJECTED for i in items),
                 "items": [asdict(i) for i in items]}
 
@@ -134,8 +138,8 @@ class DroppedFolder(ImageFolder):
 
     labels = {"kept": "restored", REJECTED: "dropped"}
 
-    def __init__(self, key: str, path: Path, restored: Path, recordings: Path, title: str = ""):
-        super().__init__(key, path, recordings, title, writable=True)
+    def __init__(self, key: str, path: Path, restored: Path, recordings: Path, title: str = "", notice: str = ""):
+        super().__init__(key, path, recordings, title, writable=True, notice=notice)
         self.restored = Path(restored)
 
     def items(self) -> list[Item]:

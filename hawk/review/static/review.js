@@ -46,6 +46,10 @@ function render() {
   selected = Math.max(0, Math.min(selected, items.length - 1));
   grid.replaceChildren(...items.map(card));
   counts();
+  $("notice").textContent = state.notice;
+  $("notice").hidden = !state.notice;
+  $("empty").textContent = state.hint || "no images in this folder";
+  $("empty").hidden = items.length > 0;
   $("readonly").hidden = state.writable;
   $("title").textContent = state.title;
   const sel = grid.children[selected];
