@@ -125,6 +125,8 @@ def dropped_calls(repo: Path, truth_csv: Path) -> dict[str, int]:
     for listing in (repo / "data" / "dropped").glob("*/dropped.csv"):
         with open(listing, newline="", encoding="utf-8") as f:
             for r in csv.DictReader(f):
+                if r.get("restored") == "1":  # kept: a person overruled the drop
+                    continue
                 dropped += 1
                 held += _holds(calls[r["file"]], float(r["offset"]))
     return {"dropped": dropped, "dropped_holding_a_call": held}

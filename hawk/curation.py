@@ -222,22 +222,27 @@ def seed_curation(images: Path, folder: Path) -> int:
 class ThresholdFilter:
     """Unattended curation as a chooser for :func:`build_db`: keeps the segments whose stored value
     (activity in dB, or the model's out-of-fold score) is at least ``minimum``, and the ``restored``
-    ones (a person's choice) whatever their value; records what it drops as (file, offset, value).
-    A segment with no stored value is kept."""
+    ones (a person's choice) whatever their value; records what it drops as (file, offset, value),
+    and in ``overruled`` the restored ones it would have dropped. A segment with no stored value is
+    kept."""
 
     def __init__(self, values: dict[str, dict[float, float]], minimum: float,
                  restored: dict[str, list[float]] | None = None):
         self.values, self.minimum = values, minimum
         self.restored = restored or {}
         self.dropped: list[tuple[str, float, float]] = []
+        self.overruled: list[tuple[str, float, float]] = []
 
     def __call__(self, fname: str, offsets: Iterable[float]) -> list[float]:
         measured, keep = self.values.get(fname, {}), set(self.restored.get(fname, ()))
         kept = []
         for o in offsets:
             v = measured.get(o)
-            if v is None or v >= self.minimum or o in keep:
+            if v is None or v >= self.minimum:
                 kept.append(o)
+            elif o in keep:
+                kept.append(o)
+                self.overruled.append((fname, o, round(v, 4)))
             else:
                 self.dropped.append((fname, o, round(v, 4)))
         return kept

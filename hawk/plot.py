@@ -98,17 +98,19 @@ def write_images(items: Iterable[tuple[str, float, np.ndarray]], out: Path, rend
 
 
 def write_dropped(out: Path, dropped: list[tuple[str, float, float]], class_db: Path, settings: SpecSettings,
-                  measure: str = "score") -> int:
+                  measure: str = "score", overruled: list[tuple[str, float, float]] = ()) -> int:
     """Unattended curation's dropped spectrograms, for a person to look through: one image each plus
-    ``dropped.csv`` (file, offset, ``measure``: the value it was judged by, image), written to a fresh
-    folder swapped into place."""
+    ``dropped.csv`` (file, offset, ``measure``: the value it was judged by, image, restored), written
+    to a fresh folder swapped into place. The ``overruled`` ones (dropped but restored by the person)
+    are drawn too, with restored 1, so the review page can still un-restore them. Returns the number
+    of dropped (not restored) ones."""
     import csv
     import shutil
 
     tmp = out.with_name(f".{out.name}.part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    want = {(f, o): a for f, o, a in dropped}
+    want = {(f, o): (a, 0) for f, o, a in dropped} | {(f, o): (a, 1) for f, o, a in overruled}
     renderer = SpecRenderer(settings) if want else None
     rows = []
     with SpecDB(class_db) as db:
@@ -116,11 +118,12 @@ def write_dropped(out: Path, dropped: list[tuple[str, float, float]], class_db: 
             if (r.filename, r.offset) in want:
                 name = image_name(r.filename, r.offset)
                 renderer.save(decode(r.value, settings.spec_height, settings.spec_width), tmp / name)
-                rows.append((r.filename, r.offset, want[(r.filename, r.offset)], name))
+                rows.append((r.filename, r.offset, *want[(r.filename, r.offset)][:1], name,
+                             want[(r.filename, r.offset)][1]))
     with open(tmp / "dropped.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["file", "offset", measure, "image"])
+        w.writerow(["file", "offset", measure, "image", "restored"])
         w.writerows(rows)
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
-    return len(rows)
+    return sum(not row[-1] for row in rows)

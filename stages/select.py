@@ -9,7 +9,8 @@ Per class, the first rule that applies (see conf/select/default.yaml):
    `select.unattended.min_score` of its best class's; with `by=activity` every segment whose loudest sound stands
    `select.unattended.min_activity_db` above its recording's own background, as extract measured it.
    What it drops is drawn in data/dropped/<CODE>/ with dropped.csv; images you put in
-   data/curation/<CODE>/restored/ (the review page's `r` key) are kept whatever their value.
+   data/curation/<CODE>/restored/ (the review page's `r` key) are kept whatever their value, and stay
+   drawn there (dropped.csv's restored column is 1), so the review page can un-restore them.
 Each kept spectrogram is copied from the class database, or extracted again from the audio at its
 exact offset when the audio.* settings have changed since extract.
 Recordings that dedup left out are skipped, as are images naming nothing in the class
@@ -72,7 +73,7 @@ def main() -> None:
         how = (f"unattended: {rule}, {len(dropped)} dropped, "
                f"{sum(map(len, restored.offsets.values()))} restored by you")
     write_dropped(Path(cfg.paths.dropped) / code, dropped, class_db, settings,
-                  "score" if by_model else "activity_db")
+                  "score" if by_model else "activity_db", chooser.overruled if chooser else [])
     write_skip_report(out / f"{code}.report.csv", picks.skipped + res.skipped)
     print(f"{code}: {res.spectrograms} spectrograms from {res.recordings} recordings ({how}); "
           f"{len(picks.skipped) + len(res.skipped)} skipped, see {out / f'{code}.report.csv'}")

@@ -52,9 +52,10 @@ def test_a_database_from_before_activity_is_rebuilt_with_it(tmp_path):
         assert db.get_meta("activity") == activity.DEFINITION and len(db.activity()["r1.wav"]) == 9
 
 
-def dropped_rows(root):
+def dropped_rows(root, restored="0"):
+    """The rows of dropped.csv, those left dropped (restored 0) or those a person restored (1)."""
     with open(root / "data" / "dropped" / "RIWH" / "dropped.csv", newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+        return [r for r in csv.DictReader(f) if r["restored"] == restored]
 
 
 def kept(root):
@@ -85,6 +86,9 @@ def test_select_drops_a_silent_segment_and_keeps_a_restored_one(tmp_path):
         assert "1 dropped, 1 restored by you" in r.stdout, r.stdout
         assert 6.0 in kept(root) and 7.5 not in kept(root)
         assert [float(x["offset"]) for x in dropped_rows(root)] == [7.5]
+        # still drawn among the drops, marked restored: the review page lists it and can un-restore it
+        (back,) = dropped_rows(root, restored="1")
+        assert float(back["offset"]) == 6.0 and (root / "data" / "dropped" / "RIWH" / back["image"]).is_file()
 
     r = stage(root, "stages.select", "--code", "RIWH", "select.progress=false", by,
               "select.unattended.enabled=false")

@@ -108,9 +108,9 @@ def _noise(seed):
     return (x / np.abs(x).max() * 0.9).astype(np.float32)
 
 
-def _dropped(root):
+def _dropped(root, restored="0"):
     with open(root / "data" / "dropped" / "RIWH" / "dropped.csv", newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+        return [r for r in csv.DictReader(f) if r["restored"] == restored]
 
 
 @pytest.mark.slow
@@ -150,3 +150,4 @@ def test_select_by_model_drops_a_planted_empty_window_and_keeps_a_restored_one(t
     with SpecDB(root / "data" / "select" / "RIWH.db") as db:
         assert float(first["offset"]) in db.offsets()[first["file"]]
     assert first["image"] not in {x["image"] for x in _dropped(root)}
+    assert [x["image"] for x in _dropped(root, restored="1")] == [first["image"]]  # still on the review page
