@@ -118,8 +118,8 @@ def write_dropped(out: Path, dropped: list[tuple[str, float, float]], class_db: 
             if (r.filename, r.offset) in want:
                 name = image_name(r.filename, r.offset)
                 renderer.save(decode(r.value, settings.spec_height, settings.spec_width), tmp / name)
-                rows.append((r.filename, r.offset, *want[(r.filename, r.offset)][:1], name,
-                             want[(r.filename, r.offset)][1]))
+                value, restored = want[(r.filename, r.offset)]
+                rows.append((r.filename, r.offset, value, name, restored))
     with open(tmp / "dropped.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["file", "offset", measure, "image", "restored"])

@@ -11,11 +11,14 @@ probabilities become part of the CNN's targets: ``(1 - weight) * label + weight 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from hawk.embed_head import HeadError, HeadSettings, train_head
 from hawk.evaluate import fit_platt
+from hawk.infer import calibrate
 from hawk.window_score import fold_of
 
 
@@ -32,8 +35,7 @@ def teacher_scores(x: np.ndarray, labels: np.ndarray, groups: list[str], num_cla
         raise HeadError("distillation needs embedded windows from at least two recordings")
     probs = hard.copy()
     xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
-    plain = HeadSettings(hidden=settings.hidden, dropout=settings.dropout, steps=settings.steps, calibrate=False,
-                         refit=False, lr=settings.lr, weight_decay=settings.weight_decay)
+    plain = replace(settings, calibrate=False, refit=False)  # calibrated below, on every fold's scores at once
     for k in np.unique(fold[has]):
         train, test = np.flatnonzero(has & (fold != k)), np.flatnonzero(has & (fold == k))
         model = train_head(x, labels, train, train[:0], num_classes, weights, plain, seed=seed + int(k)).model
@@ -41,8 +43,7 @@ def teacher_scores(x: np.ndarray, labels: np.ndarray, groups: list[str], num_cla
             probs[test] = torch.sigmoid(model(xt[test])).numpy()
     platt = fit_platt(probs[has], hard[has])
     if platt is not None and platt["a"] > 0:
-        p = np.clip(probs[has].astype(np.float64), 1e-7, 1 - 1e-7)
-        probs[has] = 1 / (1 + np.exp(-(platt["a"] * np.log(p / (1 - p)) + platt["b"])))
+        probs[has] = calibrate(probs[has], platt["a"], platt["b"])
     return probs
 
 

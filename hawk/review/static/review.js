@@ -60,12 +60,12 @@ let version = null;
 
 async function poll() {  // the folder's version is cheap to read; the whole state only when it moved
   const {version: now} = await api(`/api/version?f=${encodeURIComponent(folder)}`);
-  if (now !== version) await refresh();
+  if (now !== version) await refresh(now);
 }
 
-async function refresh() {
+async function refresh(known) {  // the version is read before the state, so a change between the two shows next poll
   if (!folder) return;
-  version = (await api(`/api/version?f=${encodeURIComponent(folder)}`)).version;
+  version = known ?? (await api(`/api/version?f=${encodeURIComponent(folder)}`)).version;
   const name = current() && current().name;
   const fresh = await api(`/api/state?f=${encodeURIComponent(folder)}`);
   if (state && JSON.stringify(fresh) === JSON.stringify(state)) return;  // nothing changed on disk
