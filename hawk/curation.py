@@ -219,26 +219,42 @@ def seed_curation(images: Path, folder: Path) -> int:
     return len(new)
 
 
+RESTORED, REJECTED = "restored", "rejected"  # a person's verdicts on single windows, inside the curation folder
+
+
+def verdicts(folder: Path, stored: dict[str, list[float]], exclude: set[str] = frozenset()) -> tuple[Picks, Picks]:
+    """A person's verdicts on single windows, whatever curation chose: the images in
+    ``folder/restored/`` (yes: train on it) and ``folder/rejected/`` (no: never train on it),
+    resolved against the class database's ``stored`` offsets. The review page writes both."""
+    return (resolve(images_in(folder / RESTORED), stored, exclude),
+            resolve(images_in(folder / REJECTED), stored, exclude))
+
+
 class ThresholdFilter:
-    """Unattended curation as a chooser for :func:`build_db`: keeps the segments whose stored value
-    (activity in dB, or the model's out-of-fold score) is at least ``minimum``, and the ``restored``
-    ones (a person's choice) whatever their value; records what it drops as (file, offset, value),
-    and in ``overruled`` the restored ones it would have dropped. A segment with no stored value is
-    kept."""
+    """Curation as a chooser for :func:`build_db`: keeps the segments whose stored value (activity in
+    dB, or the model's out-of-fold score) is at least ``minimum``, and the ``restored`` ones (a
+    person's choice) whatever their value, but never a ``rejected`` one (a person's "no"); records what
+    it drops by value as (file, offset, value), in ``overruled`` the restored ones it would have
+    dropped, and in ``refused`` the rejected ones. A segment with no stored value is kept, so with no
+    values this only applies the person's verdicts."""
 
     def __init__(self, values: dict[str, dict[float, float]], minimum: float,
-                 restored: dict[str, list[float]] | None = None):
+                 restored: dict[str, list[float]] | None = None, rejected: dict[str, list[float]] | None = None):
         self.values, self.minimum = values, minimum
-        self.restored = restored or {}
+        self.restored, self.rejected = restored or {}, rejected or {}
         self.dropped: list[tuple[str, float, float]] = []
         self.overruled: list[tuple[str, float, float]] = []
+        self.refused: list[tuple[str, float]] = []
 
     def __call__(self, fname: str, offsets: Iterable[float]) -> list[float]:
         measured, keep = self.values.get(fname, {}), set(self.restored.get(fname, ()))
+        no = set(self.rejected.get(fname, ()))
         kept = []
         for o in offsets:
             v = measured.get(o)
-            if v is None or v >= self.minimum:
+            if o in no:
+                self.refused.append((fname, o))
+            elif v is None or v >= self.minimum:
                 kept.append(o)
             elif o in keep:
                 kept.append(o)

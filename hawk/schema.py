@@ -50,6 +50,7 @@ class Paths:
     curation: Str
     select: Str
     dropped: Str
+    doubt: Str
     train_db: Str
     specs: Str
     ckpt: Str
@@ -166,6 +167,12 @@ class Score:
     recording_quantile: float = setting(ge=0, le=1)
     c: float = setting(gt=0)
     seed: int = setting()
+
+
+@dataclass
+class Doubt:
+    size: int = setting(ge=1)
+    boundary: float = setting(gt=0, le=1)
 
 
 @dataclass
@@ -351,6 +358,7 @@ class Config:
     tracking: Tracking
     infer: Infer
     test: Test
+    doubt: Doubt
     testset: Testset
     engine: Union[LocalEngine, RayEngine]
 

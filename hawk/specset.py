@@ -28,7 +28,7 @@ from hawk.db import SpecDB
 from hawk.errors import HawkError
 from hawk.fsutil import atomic_open, sha256_file
 from hawk.progress import progress_bar
-from hawk.spectrogram import decode
+from hawk.spectrogram import decode_uint8
 
 ROW_FIELDS = ["index", "class_index", "code", "recording_id", "file", "offset", "source", "group"]
 
@@ -90,7 +90,7 @@ def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path,
                 blobs = dict(db.conn.execute(f"SELECT ID, Value FROM Spectrogram WHERE ID IN ({marks})", part))
                 for i in range(start, start + len(part)):
                     k, code, (spec_id, rec_id, fname, offset, source) = chosen[i]
-                    specs[i] = np.round(decode(blobs[spec_id], h, w) * 255).astype(np.uint8)
+                    specs[i] = decode_uint8(blobs[spec_id], h, w)
                     g = groups.get((code, fname))
                     out.writerow([i, k, code, rec_id, fname, repr(offset), source,
                                   f"dup{g}" if g is not None else f"rec:{fname}"])

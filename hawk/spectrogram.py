@@ -77,9 +77,14 @@ def normalise(spec: np.ndarray) -> np.ndarray:
     return np.clip(spec / peak, 0, 1) if peak > 0 else spec
 
 
+def decode_uint8(blob: bytes, height: int = 192, width: int = 384) -> np.ndarray:
+    """A stored spectrogram as stored: uint8 (height, width), what the models and training sets take."""
+    return np.frombuffer(zlib.decompress(blob), np.uint8).reshape(height, width)
+
+
 def decode(blob: bytes, height: int = 192, width: int = 384) -> np.ndarray:
     """Inverse of :func:`encode`, back to float32 in [0, 1]."""
-    return np.frombuffer(zlib.decompress(blob), np.uint8).reshape(height, width).astype(np.float32) / 255
+    return decode_uint8(blob, height, width).astype(np.float32) / 255
 
 
 class SpectrogramMaker:

@@ -10,7 +10,14 @@ is shown read-only: it is a pipeline output, so curate its copy (python -m stage
 What unattended curation dropped (data/dropped/<CODE>/) is shown beside the class's folder: r restores
 an image (a copy into data/curation/<CODE>/restored/, which select always keeps), x drops it again.
 
+The doubt queue (--doubt CODE, after `dvc repro`; also listed with --code and --all) holds the windows
+the model most wants a verdict on, best first, each with its reason; the keys are BirdNET-Analyzer's:
+up yes, down no, left undo, right skip (and r, x, u), and each window's 3 s plays as you reach it.
+Yes copies the image into data/curation/<CODE>/restored/ (select keeps it), no into rejected/ (select
+never trains on it); the next `dvc repro` retrains with them and queues the next round.
+
     python -m stages.review --code RIWH
+    python -m stages.review --doubt RIWH
     python -m stages.review --all --port 8800 --no-browser
 """
 
@@ -20,7 +27,7 @@ import webbrowser
 from pathlib import Path
 
 from hawk.errors import HawkError
-from hawk.review import DroppedFolder, ImageFolder, ReviewServer
+from hawk.review import DroppedFolder, ImageFolder, QueueFolder, ReviewServer
 from stages._cli import class_list, load_config, parser, run, spec_settings
 
 
@@ -28,6 +35,7 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--code", help="class code: review data/curation/<CODE>/")
     p.add_argument("--all", action="store_true", help="every class that has a curation folder")
+    p.add_argument("--doubt", metavar="CODE", help="review the class's doubt queue, data/doubt/<CODE>/")
     p.add_argument("--folder", help="another image folder under the data folder (e.g. data/search/RIWH)")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--no-browser", action="store_true", help="print the address, do not open a browser")
@@ -35,14 +43,16 @@ def main() -> None:
     cfg = load_config(args)
     data = Path(cfg.paths.data).resolve()
     curation, recordings, dropped = Path(cfg.paths.curation), Path(cfg.paths.recordings), Path(cfg.paths.dropped)
+    doubt = Path(cfg.paths.doubt)
     codes = [c.code for c in class_list(cfg)]
     queries = cfg.search.queries or {}
 
     def notice(code: str) -> str:  # a verdict select would ignore is worth saying before it is given
         if cfg.select.auto_keep and queries.get(code):
             return (f"select.auto_keep is on: select keeps every search match of {code} within "
-                    f"select.max_distance ({cfg.select.max_distance}) whatever you reject here; "
-                    "set select.auto_keep=false for your verdicts to count")
+                    f"select.max_distance ({cfg.select.max_distance}), less the ones you reject; keeping an "
+                    "image here adds nothing beyond that distance (set select.auto_keep=false to train on "
+                    "exactly the images you keep)")
         return ""
 
     def hint(code: str) -> str:
@@ -50,8 +60,24 @@ def main() -> None:
                 f"into {curation / code}/ (or `python -m stages.plot --code {code} --out {curation / code}` "
                 "draws every spectrogram); then reload this page.")
 
+    def queue(code: str) -> QueueFolder:
+        """The class's doubt queue: select honours its verdicts under every rule; say where a yes
+        changes nothing (a class kept whole keeps the window anyway)."""
+        whole = (f"{code} is kept whole (select.unattended.keep_all): a yes changes nothing, a no takes the "
+                 "window out of training") if code in cfg.select.unattended.keep_all and not queries.get(code) else ""
+        return QueueFolder(f"{code}-doubt", doubt / code, curation / code, recordings / code,
+                           f"{code} doubt queue (what the model asks you)", notice=whole,
+                           hint=f"No queue yet: `dvc repro` (train, then doubt@{code}) fills {doubt / code}/.")
+
+    def check(code: str) -> None:
+        if code not in codes:
+            raise HawkError(f"class {code!r} is not declared (known: {', '.join(codes)})")
+
     folders: list[ImageFolder] = []
-    if args.folder:
+    if args.doubt:
+        check(args.doubt)
+        folders.append(queue(args.doubt))
+    elif args.folder:
         path = Path(args.folder).resolve()
         if not path.is_dir() or not path.is_relative_to(data):
             raise HawkError(f"{args.folder}: not a folder inside {cfg.paths.data}")
@@ -61,8 +87,9 @@ def main() -> None:
                                    notice(code) if writable else ""))
     elif args.all or args.code:
         for code in codes if args.all else [args.code]:
-            if code not in codes:
-                raise HawkError(f"class {code!r} is not declared (known: {', '.join(codes)})")
+            check(code)
+            if (doubt / code / "queue.csv").is_file():
+                folders.append(queue(code))
             if (curation / code).is_dir():
                 folders.append(ImageFolder(code, curation / code, recordings / code, f"{code} curation",
                                            notice=notice(code), hint=hint(code)))
@@ -71,7 +98,7 @@ def main() -> None:
                                              recordings / code, f"{code} dropped by unattended curation "
                                              "(kept = restored by you)"))
     else:
-        raise HawkError("give --code CODE, --all or --folder PATH")
+        raise HawkError("give --code CODE, --doubt CODE, --all or --folder PATH")
     if not folders:
         raise HawkError(f"no curation folder in {curation}; run `python -m stages.curate --code CODE` "
                         "(search matches) or `python -m stages.plot --code CODE --out data/curation/CODE` first")

@@ -11,6 +11,10 @@ Per class, the first rule that applies (see conf/select/default.yaml):
    What it drops is drawn in data/dropped/<CODE>/ with dropped.csv; images you put in
    data/curation/<CODE>/restored/ (the review page's `r` key) are kept whatever their value, and stay
    drawn there (dropped.csv's restored column is 1), so the review page can un-restore them.
+Under every rule your verdicts on single windows win: a window whose image is in
+data/curation/<CODE>/restored/ is kept, one in data/curation/<CODE>/rejected/ never is (the review
+page writes both: `x` on a curation image, `r` on a drop, up and down in the doubt queue of
+`python -m stages.review --doubt CODE`).
 Each kept spectrogram is copied from the class database, or extracted again from the audio at its
 exact offset when the audio.* settings have changed since extract.
 Recordings that dedup left out are skipped, as are images naming nothing in the class
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hawk.curation import ThresholdFilter, build_db, images_in, resolve
+from hawk.curation import ThresholdFilter, build_db, images_in, resolve, verdicts
 from hawk.db import SpecDB
 from hawk.dedup import read_exclude
 from hawk.plot import write_dropped
@@ -46,7 +50,8 @@ def main() -> None:
     exclude = {f for c, f in read_exclude(Path(cfg.paths.dedup) / "exclude.csv") if c == code}
     folder = Path(cfg.paths.curation) / code
     queries, kept_images = cfg.search.queries.get(code), images_in(folder)
-    chooser = None
+    restored, rejected = verdicts(folder, stored, exclude)  # a person's yes and no on single windows
+    values, minimum = {}, 0.0  # no values: the chooser applies only the person's verdicts
     if sel.auto_keep and queries:
         items = [(m["image"], m["file"], float(m["offset"])) for m in read_matches(Path(cfg.paths.search) / code /
                  "matches.csv") if float(m["distance"]) <= float(sel.max_distance) and m["class"] in ("", code)]
@@ -54,26 +59,27 @@ def main() -> None:
     elif kept_images or queries:
         picks, how = resolve(kept_images, stored, exclude), f"images in {folder}"
     else:
-        picks, how = resolve([(f"{f}@{o}", f, o) for f, offs in stored.items() for o in offs], stored, exclude), \
-            "all spectrograms"
+        picks, how = resolve([(f"{f}@{o}", f, o) for f, offs in stored.items() for o in offs], stored,
+                             exclude), "all spectrograms"
         if sel.unattended.enabled and code not in sel.unattended.keep_all:
-            restored = resolve(images_in(folder / "restored"), stored, exclude)
             if by_model:
                 values, minimum = read_scores(Path(cfg.paths.score) / f"{code}.csv"), float(un.min_score)
             else:
                 values, minimum = measured, float(un.min_activity_db)
-            chooser = ThresholdFilter(values, minimum, restored.offsets)
-            picks.skipped += restored.skipped
+            rule = f"keep score >= {un.min_score}" if by_model else f"activity >= {un.min_activity_db} dB"
+            how = f"unattended: {rule}"
+    for f, offs in restored.offsets.items():  # a window you said yes to is a candidate under every rule
+        picks.offsets[f] = sorted(set(picks.offsets.get(f, [])) | set(offs))
+    chooser = ThresholdFilter(values, minimum, restored.offsets, rejected.offsets)
+    picks.skipped += restored.skipped + rejected.skipped
     out = Path(cfg.paths.select)
     res = build_db(out / f"{code}.db", picks.offsets, rec_dir, class_db, settings, spec.name, code,
                    str(cfg.extract.category), bool(sel.progress), chooser)
-    dropped = chooser.dropped if chooser else []
-    if chooser:
-        rule = f"keep score >= {un.min_score}" if by_model else f"activity >= {un.min_activity_db} dB"
-        how = (f"unattended: {rule}, {len(dropped)} dropped, "
-               f"{sum(map(len, restored.offsets.values()))} restored by you")
+    dropped = chooser.dropped
+    how += (f", {len(dropped)} dropped, {sum(map(len, restored.offsets.values()))} restored by you, "
+            f"{len(chooser.refused)} rejected by you")
     write_dropped(Path(cfg.paths.dropped) / code, dropped, class_db, settings,
-                  "score" if by_model else "activity_db", chooser.overruled if chooser else [])
+                  "score" if by_model else "activity_db", chooser.overruled)
     write_skip_report(out / f"{code}.report.csv", picks.skipped + res.skipped)
     print(f"{code}: {res.spectrograms} spectrograms from {res.recordings} recordings ({how}); "
           f"{len(picks.skipped) + len(res.skipped)} skipped, see {out / f'{code}.report.csv'}")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from hawk.doubt import REASONS, read_queue
 from hawk.embed.store import load_embeddings
+from hawk.review import QueueFolder
 from tests import procs
 from tests.conftest import ROOT
 
@@ -80,7 +82,7 @@ def test_fresh_repro_builds_every_class_then_does_nothing(repo):
         per_class = dict(db.execute("SELECT c.Code, COUNT(*) FROM Spectrogram s JOIN Recording r ON r.ID = "
                                     "s.RecordingID JOIN Subcategory c ON c.ID = r.SubcategoryID GROUP BY c.Code"))
     assert set(per_class) == set(codes) and min(per_class.values()) > 3  # the demo needs no hand work
-    assert {"pickle", "train", "infer", "test"} <= ran(out)
+    assert {"pickle", "train", "infer", "test"} | {f"doubt@{c}" for c in codes} <= ran(out)
     test_metrics = json.loads((repo / "metrics" / "test.json").read_text())
     assert test_metrics["kind"] == "per_sound" and test_metrics["annotated"]["macro_ap"] is not None
     assert list((repo / "data" / "labels").glob("*_hawk.txt")) and (repo / "data" / "labels" / "labels.csv").exists()
@@ -146,6 +148,33 @@ def test_adding_a_class_runs_only_that_class(repo):
 
 
 UPSTREAM = ("download", "extract", "dedup", "embed", "search", "select")
+
+
+def queued(repo: Path, code: str) -> list[dict[str, str]]:
+    return read_queue(repo / "data" / "doubt" / code)
+
+
+def test_a_verdict_in_the_doubt_queue_retrains_that_class_and_is_not_asked_again(repo):
+    """The agile loop under DVC: a "no" on a kept window of the queue lands in the curation folder;
+    `dvc repro` reruns that class's select (no other class's), trains without the window, and the
+    next queue never asks about it again."""
+    rows = queued(repo, "RIWH")
+    assert rows and all(r["reason"] in REASONS and r["why"] for r in rows)
+    row = next(r for r in rows if r["kept"] == "1")
+    window = (row["file"], float(row["offset"]))
+    assert window in train_rows(repo)
+    queue = QueueFolder("RIWH-doubt", repo / "data/doubt/RIWH", repo / "data/curation/RIWH",
+                        repo / "data/recordings/RIWH")
+    assert queue.move(row["image"], "rejected").status == "rejected"
+    out = sh(repo, "dvc", "repro")
+    assert {s for s in ran(out) if s.startswith(UPSTREAM)} == {"select@RIWH"}, ran(out)
+    assert {"trainset", "pickle", "train", "doubt@RIWH"} <= ran(out)
+    assert window not in train_rows(repo)
+    assert window not in {(r["file"], float(r["offset"])) for r in queued(repo, "RIWH")}
+    assert "1 rejected by you" in out
+    assert ran(sh(repo, "dvc", "repro")) == set()
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "a verdict")
 
 
 def train_rows(repo: Path) -> set[tuple[str, float]]:

@@ -2,11 +2,12 @@
 
 :class:`~hawk.review.folder.ImageFolder` is one folder of images (a curation folder, writable, or a
 search output, read-only), :class:`~hawk.review.folder.DroppedFolder` what unattended curation
-dropped, with restore; :class:`~hawk.review.server.ReviewServer` serves the page and its small
+dropped, with restore, :class:`~hawk.review.folder.QueueFolder` a doubt queue with yes/no verdicts;
+:class:`~hawk.review.server.ReviewServer` serves the page and its small
 JSON API on 127.0.0.1.
 """
 
-from hawk.review.folder import DroppedFolder, ImageFolder
+from hawk.review.folder import DroppedFolder, ImageFolder, QueueFolder
 from hawk.review.server import ReviewServer
 
-__all__ = ["DroppedFolder", "ImageFolder", "ReviewServer"]
+__all__ = ["DroppedFolder", "ImageFolder", "QueueFolder", "ReviewServer"]

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hawk.curation import IMAGE_SUFFIXES, CurationError, ImageName, image_info
+from hawk.curation import IMAGE_SUFFIXES, REJECTED, RESTORED, CurationError, ImageName, image_info
+from hawk.doubt import read_queue
 from hawk.errors import HawkError
 
-REJECTED = "rejected"
 STATES = ("kept", REJECTED)
+OPEN = "open"  # a queued window with no verdict yet
 
 
 class ReviewError(HawkError):
@@ -46,9 +47,9 @@ def _version(*folders: Path) -> str:
     return "/".join(parts)
 
 
-def _check_move(name: str, to: str) -> None:
+def _check_move(name: str, to: str, states: tuple[str, ...] = STATES) -> None:
     """Only a plain image name in this folder, to a known state (never a path)."""
-    if to not in STATES or Path(name).name != name or name.startswith("."):
+    if to not in states or Path(name).name != name or name.startswith("."):
         raise ReviewError(f"bad move of {name!r} to {to!r}")
 
 
@@ -60,6 +61,7 @@ class Item:
     offset: float
     rank: int | None
     distance: float | None
+    reason: str = ""  # why a queue holds it
 
 
 class ImageFolder:
@@ -68,7 +70,8 @@ class ImageFolder:
     ``recordings`` is the class's recordings folder, for the audio of each image. A folder that is a
     pipeline output (search results) is ``writable=False``: DVC would restore any change to it."""
 
-    labels = {"kept": "kept", REJECTED: "rejected"}  # what the page calls the two states
+    labels = {"kept": "kept", REJECTED: "rejected"}  # what the page calls each state
+    mode = "grid"  # the page's keys: arrows move (grid) or arrows give verdicts (queue)
 
     def __init__(self, key: str, path: Path, recordings: Path, title: str = "", writable: bool = True,
                  notice: str = "", hint: str = ""):
@@ -91,8 +94,8 @@ class ImageFolder:
     def state(self) -> dict:
         items = self.items()
         return {"key": self.key, "title": self.title, "writable": self.writable, "labels": self.labels,
-                "notice": self.notice, "hint": self.hint,
-                "kept": sum(i.status == "kept" for i in items), "rejected": sum(i.status == REJECTED for i in items),
+                "mode": self.mode, "notice": self.notice, "hint": self.hint,
+                **{state: sum(i.status == state for i in items) for state in self.labels},
                 "items": [asdict(i) for i in items]}
 
     def version(self) -> str:
@@ -166,4 +169,78 @@ class DroppedFolder(ImageFolder):
                 os.replace(tmp, copy)
             elif to == REJECTED:
                 copy.unlink(missing_ok=True)
+        return next(i for i in self.items() if i.name == name)
+
+
+def _windows_in(folder: Path) -> dict[tuple[str, float], list[str]]:
+    """(recording stem, offset) -> the names of the images of that window in ``folder``."""
+    out: dict[tuple[str, float], list[str]] = {}
+    for name, info in _images(folder):
+        out.setdefault((info.stem, round(info.offset, 2)), []).append(name)
+    return out
+
+
+class QueueFolder(ImageFolder):
+    """A doubt queue (``path``, a pipeline output: never written): the windows the model chose for a
+    verdict, best first, each with its reason (hawk/doubt.py). A verdict is a copy of the window's
+    image in the person's curation folder, which select reads: yes into ``restored/``, no into
+    ``rejected/``; back to open deletes those copies only. A window's state is read by recording and
+    offset, so a verdict given on another page (a restore among the drops) shows here too."""
+
+    labels = {"kept": "yes", REJECTED: "no", OPEN: "to review"}
+    mode = "queue"
+
+    def __init__(self, key: str, path: Path, curation: Path, recordings: Path, title: str = "",
+                 writable: bool = True, notice: str = "", hint: str = ""):
+        super().__init__(key, path, recordings, title, writable, notice, hint)
+        self.curation = Path(curation)
+        self.verdict_dirs = {"kept": self.curation / RESTORED, REJECTED: self.curation / REJECTED}
+
+    def items(self) -> list[Item]:
+        yes, no = (_windows_in(self.verdict_dirs[s]) for s in ("kept", REJECTED))
+        out = []
+        for row in read_queue(self.path):
+            try:
+                info = image_info(row["image"])
+            except CurationError:
+                continue
+            if not (self.path / row["image"]).is_file():
+                continue
+            key = (info.stem, round(info.offset, 2))
+            status = REJECTED if key in no else "kept" if key in yes else OPEN
+            out.append(Item(row["image"], status, info.stem, info.offset, info.rank, None, row.get("why", "")))
+        return sorted(out, key=lambda i: i.rank or 0)
+
+    def file_of(self, item: Item) -> Path:
+        return self.path / item.name
+
+    def version(self) -> str:
+        return _version(self.path, *self.verdict_dirs.values())
+
+    def move(self, name: str, to: str) -> Item:
+        """Give (``kept``: yes, ``rejected``: no) or take back (``open``) a verdict. Saying yes to a
+        window the curation page rejected moves that image back into the curation folder, where the
+        curation page had taken it from."""
+        if not self.writable:
+            raise ReviewError(f"verdicts here cannot change training: {self.notice}")
+        _check_move(name, to, (*STATES, OPEN))
+        with self._lock:
+            item = next((i for i in self.items() if i.name == name), None)
+            if item is None:
+                raise ReviewError(f"{name}: no such image in {self.path}")
+            canonical = f"{item.stem}-{item.offset:.2f}.jpeg"  # as hawk.plot names a window's image
+            key = (item.stem, round(item.offset, 2))
+            for state, folder in self.verdict_dirs.items():
+                if state == to:
+                    if not (folder / canonical).exists():
+                        folder.mkdir(parents=True, exist_ok=True)
+                        tmp = folder / f".{canonical}.part"
+                        shutil.copyfile(self.path / name, tmp)
+                        os.replace(tmp, folder / canonical)
+                    continue
+                for other in _windows_in(folder).get(key, []):
+                    if other == canonical or state == "kept":
+                        (folder / other).unlink(missing_ok=True)  # a copy a verdict (or a restore) made
+                    else:
+                        os.rename(folder / other, self.curation / other)  # the curation page's reject, undone
         return next(i for i in self.items() if i.name == name)

@@ -1,9 +1,11 @@
 // The review page: a grid of spectrogram images, keyboard first. The server's folder on disk is the
 // truth: every action is sent at once, and the grid is refreshed from the server after each action and
 // whenever the folder's version (polled every few seconds) changes, so two tabs on one folder agree.
+// A doubt queue (mode "queue") takes BirdNET-Analyzer's review keys: up yes, down no, left undo,
+// right skip; each verdict or skip moves to the next window and, with autoplay on, plays its 3 s.
 "use strict";
 const $ = (id) => document.getElementById(id);
-let folder = null, state = null, selected = 0, undo = [], playingName = null;
+let folder = null, state = null, selected = 0, undo = [], playingName = null, keys = Promise.resolve();
 
 async function api(path, body) {
   const res = await fetch(path, body ? {method: "POST", headers: {"Content-Type": "application/json"},
@@ -15,13 +17,14 @@ async function api(path, body) {
 
 function visible() {
   const maxd = parseFloat($("maxdist").value), showRej = $("showrej").checked;
-  return state.items.filter((it) => (showRej || it.status === "kept") &&
+  return state.items.filter((it) => (showRej || it.status !== "rejected") &&
     (isNaN(maxd) || it.distance === null || it.distance <= maxd));
 }
 
 function card(it, i) {
   const el = document.createElement("div");
-  el.className = "card " + it.status + (i === selected ? " selected" : "") + (it.name === playingName ? " playing" : "");
+  el.className = "card " + it.status + (i === selected ? " selected" : "") + (it.name === playingName ? " playing" : "") +
+    (state.mode === "queue" && it.status !== "open" ? " answer" : "");
   el.dataset.name = it.name;
   el.dataset.status = it.status;
   el.dataset.badge = state.labels[it.status];  // "rejected" or, in a folder of drops, "dropped"
@@ -33,12 +36,18 @@ function card(it, i) {
   cap.innerHTML = `<span class="rank">#${i + 1}</span><span></span><span>${it.offset.toFixed(2)} s</span><span>${dist}</span>`;
   cap.children[1].textContent = it.stem;
   el.append(img, cap);
+  if (it.reason) {  // why the queue holds it
+    const why = document.createElement("div");
+    why.className = "why";
+    why.textContent = it.reason;
+    el.append(why);
+  }
   el.addEventListener("click", () => { select(i); play(it, false); });
   return el;
 }
 
 function counts() {
-  $("counts").textContent = `${state.labels.kept} ${state.kept} · ${state.labels.rejected} ${state.rejected}`;
+  $("counts").textContent = Object.keys(state.labels).map((k) => `${state.labels[k]} ${state[k]}`).join(" · ");
 }
 
 function render() {
@@ -52,6 +61,12 @@ function render() {
   $("empty").hidden = items.length > 0;
   $("readonly").hidden = state.writable;
   $("title").textContent = state.title;
+  const queue = state.mode === "queue";
+  $("help").hidden = queue;
+  $("queuehelp").hidden = !queue;
+  $("autoplaybox").hidden = !queue;
+  $("maxdistbox").hidden = queue;  // a queue is ranked by doubt, not by distance
+  $("showrejlabel").textContent = queue ? "show no" : `show ${state.labels.rejected}`;
   const sel = grid.children[selected];
   if (sel) sel.scrollIntoView({block: "nearest"});
 }
@@ -95,7 +110,7 @@ function play(it, long) {
   if (!it) return;
   const player = long ? $("longplayer") : $("player");
   player.src = clipUrl(it, long);
-  player.play().catch((e) => message(`cannot play: ${e.message}`));
+  player.play().catch((e) => { if (e.name !== "AbortError") message(`cannot play: ${e.message}`); });  // a newer clip took over
   if (long) {
     $("long").hidden = false;
     $("longtitle").textContent = `${it.stem} around ${it.offset.toFixed(2)} s`;
@@ -130,6 +145,29 @@ async function move(it, to, record = true) {
   counts();
 }
 
+function next(step) {  // the queue's walk: to the next window, playing it when autoplay is on
+  select(selected + step);
+  if ($("autoplay").checked) play(current(), false);
+}
+
+async function verdict(to) {  // a yes or no in the queue, then on to the next window
+  const it = current();
+  if (!it) return;
+  const wasLast = selected === visible().length - 1;
+  await move(it, to);
+  if (!wasLast) next(1);
+}
+
+async function undoLast() {
+  const last = undo.pop();
+  if (!last) return message("nothing to undo");
+  const target = state.items.find((x) => x.name === last.name);
+  await move(target, last.from, false);
+  const i = visible().findIndex((x) => x.name === last.name);
+  if (i >= 0) select(i);
+  if (state.mode === "queue" && $("autoplay").checked) play(current(), false);
+}
+
 function closeLong() { $("longplayer").pause(); $("long").hidden = true; }
 
 function columns() {
@@ -144,8 +182,13 @@ function columns() {
 document.addEventListener("keydown", async (ev) => {
   if (ev.target.tagName === "INPUT" || ev.target.tagName === "SELECT" || ev.ctrlKey || ev.metaKey || ev.altKey) return;
   const n = visible().length, it = current();
+  const queue = state && state.mode === "queue";
   const step = {ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns(), ArrowUp: -columns()}[ev.key];
-  if (step !== undefined) {
+  if (queue && ["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "x", "r", "u"].includes(ev.key)) {
+    const act = {ArrowUp: () => verdict("kept"), r: () => verdict("kept"), ArrowDown: () => verdict("rejected"),
+                 x: () => verdict("rejected"), ArrowLeft: undoLast, u: undoLast, ArrowRight: () => next(1)}[ev.key];
+    keys = keys.then(act).catch((e) => message(e.message));  // one at a time: a fast second key waits
+  } else if (step !== undefined) {
     select(selected + step);
   } else if (ev.key === " ") {
     play(it, false);
@@ -156,12 +199,7 @@ document.addEventListener("keydown", async (ev) => {
   } else if (ev.key === "r") {
     await move(it, "kept");
   } else if (ev.key === "u") {
-    const last = undo.pop();
-    if (!last) return message("nothing to undo");
-    const target = state.items.find((x) => x.name === last.name);
-    await move(target, last.from, false);
-    const i = visible().findIndex((x) => x.name === last.name);
-    if (i >= 0) select(i);
+    await undoLast();
   } else if (ev.key === "o") {
     play(it, true);
   } else if (ev.key === "Escape" && !$("long").hidden) {
