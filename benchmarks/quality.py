@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from kit import add_kit_arguments, kit_from  # noqa: E402
 from results import commit, record  # noqa: E402
 
-COPY = ("hawk", "stages", "conf", "dvc.yaml", ".dvcignore", ".dvc/config", "pyproject.toml")
+COPY = ("hawk", "stages", "conf", "dvc.yaml", ".dvcignore", ".dvc/config", "pyproject.toml", "data/field/README.txt")
 
 
 def sh(cwd: Path, *cmd: str, stream: bool = False) -> tuple[str, dict[str, float]]:

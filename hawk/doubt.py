@@ -14,13 +14,18 @@ kinds of window are queued, taken in turn so each kind gets a share of the budge
   these fill whatever the other kinds leave of the budget.
 
 A window a person has already judged is never queued again.
+
+The same for the deployment domain (:func:`rank_field`): windows of the user's own field recordings
+(``infer.input``), the ones the model is surest of (``top``: is that really the bird, at your site?)
+and the ones it is least sure of (``margin``), in turn. A confirmed field window becomes a training
+recording of its class (a 3-s clip in ``data/field/<CODE>/``, which download brings in).
 """
 
 from __future__ import annotations
 
 import csv
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +35,7 @@ from hawk.db import SpecDB
 from hawk.fsutil import atomic_open
 from hawk.spectrogram import SpecSettings, decode
 
-REASONS = ("kept_low", "dropped_high", "other_high", "margin")
+REASONS = ("kept_low", "dropped_high", "other_high", "top", "margin")
 FIELDS = ("rank", "file", "offset", "reason", "why", "score", "keep_score", "other", "other_score", "kept", "image")
 
 
@@ -38,6 +43,7 @@ FIELDS = ("rank", "file", "offset", "reason", "why", "score", "keep_score", "oth
 class DoubtSettings:
     size: int = 40  # windows queued per class and round
     boundary: float = 0.5  # the model's score that separates yes from no (its heads are calibrated)
+    field_recordings: int = 200  # the field queue scores at most this many of your recordings (a seeded sample)
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ def _why(reason: str, c: Candidate, code: str) -> str:
         return f"dropped by curation, but the model scores {code} {c.score:.2f}"
     if reason == "other_high":
         return f"{c.other} scores {c.other_score:.2f} here ({code} {c.score:.2f})"
+    if reason == "top":
+        return f"from your recordings: the model is sure of {code} here ({c.score:.2f})"
     return f"the model is unsure: {code} {c.score:.2f}"
 
 
@@ -77,8 +85,7 @@ def rank_doubts(candidates: Sequence[Candidate], code: str, settings: DoubtSetti
     """The queue: up to ``settings.size`` windows not in ``judged`` ((file, offset) pairs), the kinds
     taken in turn, best first within each kind. ``ignore_other`` lists classes whose high score says
     nothing new (the background class: a low own score already says it)."""
-    done = {(f, round(o, 2)) for f, o in judged}
-    todo = [c for c in candidates if (c.file, round(c.offset, 2)) not in done]
+    todo = _unjudged(candidates, judged)
     b, skip = settings.boundary, set(ignore_other)
 
     def low(c: Candidate) -> float:
@@ -90,6 +97,49 @@ def rank_doubts(candidates: Sequence[Candidate], code: str, settings: DoubtSetti
         ("other_high", sorted((c for c in todo if c.other not in skip and c.other_score >= b),
                               key=lambda c: -c.other_score)),
     ]
+    return _take_turns(todo, pools, code, settings)
+
+
+def rank_field(candidates: Sequence[Candidate], code: str, settings: DoubtSettings = DoubtSettings(),
+               judged: Iterable[tuple[str, float]] = ()) -> list[Doubt]:
+    """The field queue of a class: its surest windows in the user's own recordings and its least sure,
+    in turn, up to ``settings.size``, none in ``judged`` ((recording stem, offset) pairs, as
+    :func:`field_judged` reads them)."""
+    todo = _unjudged(candidates, judged, lambda c: Path(c.file).stem)
+    pools = [("top", sorted((c for c in todo if c.score >= settings.boundary), key=lambda c: -c.score)),
+             ("margin", sorted(todo, key=lambda c: abs(c.score - settings.boundary)))]
+    return _take_turns(todo, pools, code, settings)
+
+
+def _unjudged(candidates: Sequence[Candidate], judged: Iterable[tuple[str, float]],
+              name: Callable[[Candidate], str] = lambda c: c.file) -> list[Candidate]:
+    done = {(f, round(o, 2)) for f, o in judged}
+    return [c for c in candidates if (name(c), round(c.offset, 2)) not in done]
+
+
+def clip_name(stem: str, offset: float, suffix: str = ".wav") -> str:
+    """``{stem}-{offset:.2f}{suffix}``: a window's name, as hawk.plot names its image."""
+    return f"{stem}-{offset:.2f}{suffix}"
+
+
+def field_judged(folder: Path) -> set[tuple[str, float]]:
+    """(recording stem, offset) of every field window a person judged: the clips they confirmed in
+    ``folder`` (the class's data/field/<CODE>/) and the images in its rejected/."""
+    out = set()
+    for sub in (folder, folder / "rejected"):
+        for p in sub.iterdir() if sub.is_dir() else []:
+            stem, _, offset = p.stem.rpartition("-")
+            try:
+                out.add((stem, round(float(offset), 2)))
+            except ValueError:
+                continue
+    return out
+
+
+def _take_turns(todo: Sequence[Candidate], pools: list[tuple[str, list[Candidate]]], code: str,
+                settings: DoubtSettings) -> list[Doubt]:
+    """One window from each pool in turn (each window once), then the nearest the boundary."""
+    b = settings.boundary
     chosen: dict[tuple[str, float], str] = {}
     heads = [0] * len(pools)
     while len(chosen) < settings.size and any(h < len(p) for h, (_, p) in zip(heads, pools)):
@@ -128,9 +178,21 @@ def queue_image(doubt: Doubt) -> str:
     return f"{doubt.rank}~{Path(doubt.window.file).stem}-{doubt.window.offset:.2f}.jpeg"
 
 
-def write_queue(out: Path, doubts: Sequence[Doubt], class_db: Path, settings: SpecSettings) -> None:
-    """Each queued window's image plus ``queue.csv`` (:data:`FIELDS`), into a fresh folder swapped
-    into place, so a reader sees the old queue or the new one, never half of one."""
+def stored_spectrograms(class_db: Path, windows: Iterable[tuple[str, float]],
+                        settings: SpecSettings) -> Iterator[tuple[tuple[str, float], np.ndarray]]:
+    """The class database's spectrogram of each of ``windows`` ((file, offset) pairs)."""
+    want = set(windows)
+    with SpecDB(class_db) as db:
+        for r in db.spectrograms():
+            if (r.filename, r.offset) in want:
+                yield (r.filename, r.offset), decode(r.value, settings.spec_height, settings.spec_width)
+
+
+def write_queue(out: Path, doubts: Sequence[Doubt], spectrograms: Iterable[tuple[tuple[str, float], np.ndarray]],
+                settings: SpecSettings) -> None:
+    """Each queued window's image (from ``spectrograms``: ((file, offset), spectrogram) pairs) plus
+    ``queue.csv`` (:data:`FIELDS`), into a fresh folder swapped into place, so a reader sees the old
+    queue or the new one, never half of one."""
     from hawk.plot import SpecRenderer
 
     tmp = out.with_name(f".{out.name}.part")
@@ -139,11 +201,9 @@ def write_queue(out: Path, doubts: Sequence[Doubt], class_db: Path, settings: Sp
     want = {(d.window.file, d.window.offset): d for d in doubts}
     if want:
         renderer = SpecRenderer(settings)
-        with SpecDB(class_db) as db:
-            for r in db.spectrograms():
-                d = want.get((r.filename, r.offset))
-                if d is not None:
-                    renderer.save(decode(r.value, settings.spec_height, settings.spec_width), tmp / queue_image(d))
+        for key, spec in spectrograms:
+            if key in want:
+                renderer.save(spec, tmp / queue_image(want[key]))
     with atomic_open(tmp / "queue.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(FIELDS)

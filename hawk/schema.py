@@ -51,6 +51,7 @@ class Paths:
     select: Str
     dropped: Str
     doubt: Str
+    field: Str
     train_db: Str
     specs: Str
     ckpt: Str
@@ -173,6 +174,7 @@ class Score:
 class Doubt:
     size: int = setting(ge=1)
     boundary: float = setting(gt=0, le=1)
+    field_recordings: int = setting(ge=1)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from hawk.classes import NOISE
 from hawk.curation import verdicts
 from hawk.db import SpecDB
 from hawk.dedup import read_exclude
-from hawk.doubt import DoubtSettings, candidates, rank_doubts, write_queue
+from hawk.doubt import DoubtSettings, candidates, rank_doubts, stored_spectrograms, write_queue
 from hawk.embed.store import vectors_by_window
 from hawk.infer import Ensemble
 from hawk.settings import from_mapping
@@ -47,7 +47,7 @@ def main() -> None:
     ensemble = Ensemble.load(cfg.paths.ckpt, device=str(cfg.infer.device))
     audio = spec_settings(cfg)
     if code not in ensemble.codes:
-        write_queue(out, [], class_db, audio)
+        write_queue(out, [], [], audio)
         print(f"{code}: not a class of the model in {cfg.paths.ckpt}; nothing queued (retrain first)")
         return
     exclude = {f for c, f in read_exclude(Path(cfg.paths.dedup) / "exclude.csv") if c == code}
@@ -83,7 +83,8 @@ def main() -> None:
     keep = read_scores(score_file) if score_file.is_file() else {}
     cands = candidates(scores, windows, ensemble.codes, code, kept, keep)
     doubts = rank_doubts(cands, code, settings, judged, [NOISE])
-    write_queue(out, doubts, class_db, audio)
+    write_queue(out, doubts, stored_spectrograms(class_db, [(d.window.file, d.window.offset) for d in doubts],
+                                                 audio), audio)
     kinds = Counter(d.reason for d in doubts)
     print(f"{code}: {len(doubts)} windows queued in {out} ({', '.join(f'{k} {n}' for k, n in kinds.items())}) "
           f"of {len(windows)} scored, {len(judged)} already judged; review: python -m stages.review --doubt {code}")

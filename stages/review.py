@@ -15,9 +15,13 @@ the model most wants a verdict on, best first, each with its reason; the keys ar
 up yes, down no, left undo, right skip (and r, x, u), and each window's 3 s plays as you reach it.
 Yes copies the image into data/curation/<CODE>/restored/ (select keeps it), no into rejected/ (select
 never trains on it); the next `dvc repro` retrains with them and queues the next round.
+The field queue (--field CODE) asks the same about windows of your own recordings (infer.input): a
+yes writes the window's 3 s into data/field/<CODE>/, and `dvc repro` trains on it as a recording of
+that class.
 
     python -m stages.review --code RIWH
     python -m stages.review --doubt RIWH
+    python -m stages.review --field RIWH
     python -m stages.review --all --port 8800 --no-browser
 """
 
@@ -27,7 +31,8 @@ import webbrowser
 from pathlib import Path
 
 from hawk.errors import HawkError
-from hawk.review import DroppedFolder, ImageFolder, QueueFolder, ReviewServer
+from hawk.infer import find_recordings, recordings_root
+from hawk.review import DroppedFolder, FieldQueueFolder, ImageFolder, QueueFolder, ReviewServer
 from stages._cli import class_list, load_config, parser, run, spec_settings
 
 
@@ -36,6 +41,7 @@ def main() -> None:
     p.add_argument("--code", help="class code: review data/curation/<CODE>/")
     p.add_argument("--all", action="store_true", help="every class that has a curation folder")
     p.add_argument("--doubt", metavar="CODE", help="review the class's doubt queue, data/doubt/<CODE>/")
+    p.add_argument("--field", metavar="CODE", help="review the class's field queue, data/doubt/_field/<CODE>/")
     p.add_argument("--folder", help="another image folder under the data folder (e.g. data/search/RIWH)")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--no-browser", action="store_true", help="print the address, do not open a browser")
@@ -74,9 +80,19 @@ def main() -> None:
             raise HawkError(f"class {code!r} is not declared (known: {', '.join(codes)})")
 
     folders: list[ImageFolder] = []
-    if args.doubt:
-        check(args.doubt)
-        folders.append(queue(args.doubt))
+    s = spec_settings(cfg)
+    if args.doubt or args.field:
+        if args.doubt:
+            check(args.doubt)
+            folders.append(queue(args.doubt))
+        if args.field:
+            check(args.field)
+            inputs = find_recordings(cfg.infer.input)
+            folders.append(FieldQueueFolder(
+                f"{args.field}-field", doubt / "_field" / args.field, Path(cfg.paths.field) / args.field,
+                recordings_root(cfg.infer.input, inputs), s.sample_rate, s.segment_len,
+                f"{args.field} in your recordings ({cfg.infer.input})",
+                hint=f"No field queue yet: `dvc repro field` (after train) scores {cfg.infer.input}."))
     elif args.folder:
         path = Path(args.folder).resolve()
         if not path.is_dir() or not path.is_relative_to(data):
@@ -98,11 +114,10 @@ def main() -> None:
                                              recordings / code, f"{code} dropped by unattended curation "
                                              "(kept = restored by you)"))
     else:
-        raise HawkError("give --code CODE, --doubt CODE, --all or --folder PATH")
+        raise HawkError("give --code CODE, --doubt CODE, --field CODE, --all or --folder PATH")
     if not folders:
         raise HawkError(f"no curation folder in {curation}; run `python -m stages.curate --code CODE` "
                         "(search matches) or `python -m stages.plot --code CODE --out data/curation/CODE` first")
-    s = spec_settings(cfg)
     server = ReviewServer(folders, s.sample_rate, s.segment_len, port=args.port)
     print(f"review: {', '.join(f.title for f in folders)} at {server.url} (Ctrl-C to stop; the address "
           "carries this session's token: other pages cannot drive the review)", flush=True)

@@ -12,13 +12,14 @@ import pytest
 
 from hawk.doubt import REASONS, read_queue
 from hawk.embed.store import load_embeddings
-from hawk.review import QueueFolder
+from hawk.review import FieldQueueFolder, QueueFolder
 from tests import procs
 from tests.conftest import ROOT
 
 # Slow on a busy machine (two queued experiments train twice): the timeout is for hangs only.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 CODES = ["RIWH", "FACH", "Noise"]  # a three-class demo keeps the test quick
+UPSTREAM = ("download", "extract", "dedup", "embed", "search", "select")
 
 
 def sh(repo: Path, *cmd: str) -> str:
@@ -45,7 +46,8 @@ def repo(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     # .gitignore too: with mlflow.db in git, `dvc exp run --queue` stashes and rewrites it, and a reader
     # holding the old file never sees the runs that follow
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "data/field/README.txt"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
     (repo / ".dvc").mkdir()
     shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
@@ -101,6 +103,65 @@ def test_fresh_repro_builds_every_class_then_does_nothing(repo):
     sh(repo, "git", "commit", "-qm", "demo run")
 
 
+def train_rows(repo: Path) -> set[tuple[str, float]]:
+    with sqlite3.connect(repo / "data" / "train.db") as db:
+        return set(db.execute("SELECT r.FileName, s.Offset FROM Spectrogram s JOIN Recording r ON r.ID = s.RecordingID"))
+
+
+def queued(repo: Path, code: str) -> list[dict[str, str]]:
+    return read_queue(repo / "data" / "doubt" / code)
+
+
+def test_a_verdict_in_the_doubt_queue_retrains_that_class_and_is_not_asked_again(repo):
+    """The agile loop under DVC: a "no" on a kept window of the queue lands in the curation folder;
+    `dvc repro` reruns that class's select (no other class's), trains without the window, and the
+    next queue never asks about it again."""
+    rows = queued(repo, "RIWH")
+    assert rows and all(r["reason"] in REASONS and r["why"] for r in rows)
+    row = next(r for r in rows if r["kept"] == "1")
+    window = (row["file"], float(row["offset"]))
+    assert window in train_rows(repo)
+    queue = QueueFolder("RIWH-doubt", repo / "data/doubt/RIWH", repo / "data/curation/RIWH",
+                        repo / "data/recordings/RIWH")
+    assert queue.move(row["image"], "rejected").status == "rejected"
+    out = sh(repo, "dvc", "repro")
+    assert {s for s in ran(out) if s.startswith(UPSTREAM)} == {"select@RIWH"}, ran(out)
+    assert {"trainset", "pickle", "train", "doubt@RIWH"} <= ran(out)
+    assert window not in train_rows(repo)
+    assert window not in {(r["file"], float(r["offset"])) for r in queued(repo, "RIWH")}
+    assert "1 rejected by you" in out
+    assert ran(sh(repo, "dvc", "repro")) == set()
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "a verdict")
+
+
+def test_a_yes_in_the_field_queue_becomes_a_recording_of_that_class(repo):
+    """The field queue asks about the user's own recordings (infer.input); a yes writes the window's
+    3 s into data/field/<CODE>/, and `dvc repro` brings it in as a recording of that class only, trains
+    on it whatever the curation rule, and never asks about it again."""
+    rows = read_queue(repo / "data/doubt/_field/RIWH")
+    assert rows and {r["reason"] for r in rows} <= {"top", "margin"}
+    row = rows[0]
+    field = FieldQueueFolder("RIWH-field", repo / "data/doubt/_field/RIWH", repo / "data/field/RIWH",
+                             repo / "data/test/recordings", 37120, 3.0)
+    assert field.move(row["image"], "kept").status == "kept"
+    (clip,) = (repo / "data/field/RIWH").glob("*.wav")
+    out = sh(repo, "dvc", "repro")
+    assert {s for s in ran(out) if s.startswith(("extract", "select"))} == {"extract@RIWH", "select@RIWH"}, ran(out)
+    assert (repo / "data/recordings/RIWH" / f"field-{clip.name}").is_file()
+    assert (f"field-{clip.name}", 0.0) in train_rows(repo)
+    stem, offset = Path(row["file"]).stem, float(row["offset"])
+    assert (stem, offset) not in {(Path(r["file"]).stem, float(r["offset"]))
+                                  for r in read_queue(repo / "data/doubt/_field/RIWH")}
+    clip.unlink()  # taken back: the class loses the recording again
+    shutil.rmtree(repo / "data/curation/RIWH/rejected")  # and the no of the test before: the demo as it was
+    sh(repo, "dvc", "repro")
+    assert not (repo / "data/recordings/RIWH" / f"field-{clip.name}").exists()
+    assert (f"field-{clip.name}", 0.0) not in train_rows(repo)
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "verdicts taken back")
+
+
 def test_experiments_runs_and_queued_sweeps(repo):
     # right after the demo run: a training setting reruns training and what follows, nothing upstream
     sh(repo, "dvc", "exp", "run", "--queue", "-n", "lr-low", "-S", "train.lr=0.001")
@@ -147,39 +208,6 @@ def test_adding_a_class_runs_only_that_class(repo):
     sh(repo, "git", "commit", "-qm", "add SOSO")
 
 
-UPSTREAM = ("download", "extract", "dedup", "embed", "search", "select")
-
-
-def queued(repo: Path, code: str) -> list[dict[str, str]]:
-    return read_queue(repo / "data" / "doubt" / code)
-
-
-def test_a_verdict_in_the_doubt_queue_retrains_that_class_and_is_not_asked_again(repo):
-    """The agile loop under DVC: a "no" on a kept window of the queue lands in the curation folder;
-    `dvc repro` reruns that class's select (no other class's), trains without the window, and the
-    next queue never asks about it again."""
-    rows = queued(repo, "RIWH")
-    assert rows and all(r["reason"] in REASONS and r["why"] for r in rows)
-    row = next(r for r in rows if r["kept"] == "1")
-    window = (row["file"], float(row["offset"]))
-    assert window in train_rows(repo)
-    queue = QueueFolder("RIWH-doubt", repo / "data/doubt/RIWH", repo / "data/curation/RIWH",
-                        repo / "data/recordings/RIWH")
-    assert queue.move(row["image"], "rejected").status == "rejected"
-    out = sh(repo, "dvc", "repro")
-    assert {s for s in ran(out) if s.startswith(UPSTREAM)} == {"select@RIWH"}, ran(out)
-    assert {"trainset", "pickle", "train", "doubt@RIWH"} <= ran(out)
-    assert window not in train_rows(repo)
-    assert window not in {(r["file"], float(r["offset"])) for r in queued(repo, "RIWH")}
-    assert "1 rejected by you" in out
-    assert ran(sh(repo, "dvc", "repro")) == set()
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "a verdict")
-
-
-def train_rows(repo: Path) -> set[tuple[str, float]]:
-    with sqlite3.connect(repo / "data" / "train.db") as db:
-        return set(db.execute("SELECT r.FileName, s.Offset FROM Spectrogram s JOIN Recording r ON r.ID = s.RecordingID"))
 
 
 def test_deleting_a_kept_image_reruns_only_that_class(repo):

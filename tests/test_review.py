@@ -503,7 +503,7 @@ def test_an_empty_folder_says_what_fills_it_and_a_notice_says_why_verdicts_would
 def queue(project, curation):
     """A doubt queue of RIWH's windows (#1 a drop the model calls yes, #2 a kept window another class
     scores high, then the margin), beside the drops page, served together."""
-    from hawk.doubt import Candidate, rank_doubts, write_queue
+    from hawk.doubt import Candidate, rank_doubts, stored_spectrograms, write_queue
     from hawk.plot import write_dropped
 
     db = project / "data/db/RIWH.db"
@@ -513,7 +513,7 @@ def queue(project, curation):
             Candidate(*windows[1], True, 0.80, None, "FACH", 0.9)] + \
         [Candidate(f, o, False, 0.4 + 0.02 * i, None, "Noise", 0.2) for i, (f, o) in enumerate(windows[2:])]
     folder, drops = project / "data/doubt/RIWH", project / "data/dropped/RIWH"
-    write_queue(folder, rank_doubts(pool, "RIWH"), db, SpecSettings())
+    write_queue(folder, rank_doubts(pool, "RIWH"), stored_spectrograms(db, windows, SpecSettings()), SpecSettings())
     write_dropped(drops, [(*windows[0], 0.1)], db, SpecSettings())
     rec = project / "data/recordings/RIWH"
     server = ReviewServer([QueueFolder("RIWH-doubt", folder, curation, rec, "RIWH doubt queue"),

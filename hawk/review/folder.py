@@ -14,9 +14,13 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import soundfile as sf
+
+from hawk.audio import read_clip
 from hawk.curation import IMAGE_SUFFIXES, REJECTED, RESTORED, CurationError, ImageName, image_info
-from hawk.doubt import read_queue
+from hawk.doubt import clip_name, read_queue
 from hawk.errors import HawkError
+from hawk.fsutil import atomic_open
 
 STATES = ("kept", REJECTED)
 OPEN = "open"  # a queued window with no verdict yet
@@ -162,11 +166,8 @@ class DroppedFolder(ImageFolder):
         with self._lock:
             if name not in {i.name for i in self.items()}:
                 raise ReviewError(f"{name}: no such image in {self.path}")
-            if to == "kept" and not copy.exists():
-                self.restored.mkdir(parents=True, exist_ok=True)
-                tmp = self.restored / f".{name}.part"
-                shutil.copyfile(src, tmp)
-                os.replace(tmp, copy)
+            if to == "kept":
+                _copy_once(src, copy)
             elif to == REJECTED:
                 copy.unlink(missing_ok=True)
         return next(i for i in self.items() if i.name == name)
@@ -196,8 +197,12 @@ class QueueFolder(ImageFolder):
         self.curation = Path(curation)
         self.verdict_dirs = {"kept": self.curation / RESTORED, REJECTED: self.curation / REJECTED}
 
+    def _verdicts(self) -> tuple[set[tuple[str, float]], set[tuple[str, float]]]:
+        """The windows said yes to and no to, by (recording stem, offset)."""
+        return set(_windows_in(self.verdict_dirs["kept"])), set(_windows_in(self.verdict_dirs[REJECTED]))
+
     def items(self) -> list[Item]:
-        yes, no = (_windows_in(self.verdict_dirs[s]) for s in ("kept", REJECTED))
+        yes, no = self._verdicts()
         out = []
         for row in read_queue(self.path):
             try:
@@ -218,9 +223,7 @@ class QueueFolder(ImageFolder):
         return _version(self.path, *self.verdict_dirs.values())
 
     def move(self, name: str, to: str) -> Item:
-        """Give (``kept``: yes, ``rejected``: no) or take back (``open``) a verdict. Saying yes to a
-        window the curation page rejected moves that image back into the curation folder, where the
-        curation page had taken it from."""
+        """Give (``kept``: yes, ``rejected``: no) or take back (``open``) a verdict."""
         if not self.writable:
             raise ReviewError(f"verdicts here cannot change training: {self.notice}")
         _check_move(name, to, (*STATES, OPEN))
@@ -228,19 +231,72 @@ class QueueFolder(ImageFolder):
             item = next((i for i in self.items() if i.name == name), None)
             if item is None:
                 raise ReviewError(f"{name}: no such image in {self.path}")
-            canonical = f"{item.stem}-{item.offset:.2f}.jpeg"  # as hawk.plot names a window's image
-            key = (item.stem, round(item.offset, 2))
-            for state, folder in self.verdict_dirs.items():
-                if state == to:
-                    if not (folder / canonical).exists():
-                        folder.mkdir(parents=True, exist_ok=True)
-                        tmp = folder / f".{canonical}.part"
-                        shutil.copyfile(self.path / name, tmp)
-                        os.replace(tmp, folder / canonical)
-                    continue
-                for other in _windows_in(folder).get(key, []):
-                    if other == canonical or state == "kept":
-                        (folder / other).unlink(missing_ok=True)  # a copy a verdict (or a restore) made
-                    else:
-                        os.rename(folder / other, self.curation / other)  # the curation page's reject, undone
+            self._give(item, to)
         return next(i for i in self.items() if i.name == name)
+
+    def _give(self, item: Item, to: str) -> None:
+        """Saying yes to a window the curation page rejected moves that image back into the curation
+        folder, where the curation page had taken it from."""
+        canonical = clip_name(item.stem, item.offset, ".jpeg")
+        key = (item.stem, round(item.offset, 2))
+        for state, folder in self.verdict_dirs.items():
+            if state == to:
+                _copy_once(self.path / item.name, folder / canonical)
+                continue
+            for other in _windows_in(folder).get(key, []):
+                if other == canonical or state == "kept":
+                    (folder / other).unlink(missing_ok=True)  # a copy a verdict (or a restore) made
+                else:
+                    os.rename(folder / other, self.curation / other)  # the curation page's reject, undone
+
+
+def _copy_once(src: Path, dest: Path) -> None:
+    """``src`` to ``dest`` unless it is there, through a temporary file: never half a file."""
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+
+
+class FieldQueueFolder(QueueFolder):
+    """The field queue of a class (stages/field.py): windows of the user's own recordings, found
+    under ``recordings`` (infer.input's folder) by the queue's ``file`` column. A yes writes the
+    window's 3 s as a WAV clip into ``clips`` (data/field/<CODE>/), which download brings in as a
+    recording of the class; a no copies its image into ``clips/rejected/``; back to open deletes
+    whichever of the two is there."""
+
+    def __init__(self, key: str, path: Path, clips: Path, recordings: Path, sample_rate: int, segment_len: float,
+                 title: str = "", hint: str = ""):
+        super().__init__(key, path, clips, recordings, title, hint=hint)
+        self.verdict_dirs = {"kept": self.curation, REJECTED: self.curation / REJECTED}
+        self.sample_rate, self.segment_len = sample_rate, segment_len
+
+    def _verdicts(self) -> tuple[set[tuple[str, float]], set[tuple[str, float]]]:
+        from hawk.doubt import field_judged
+
+        no = set(_windows_in(self.verdict_dirs[REJECTED]))
+        return field_judged(self.curation) - no, no
+
+    def recording_for(self, stem: str) -> Path | None:
+        files = {Path(r["file"]).stem: r["file"] for r in read_queue(self.path)}
+        path = (self.recordings / files[stem]).resolve() if stem in files else None
+        return path if path is not None and path.is_relative_to(self.recordings.resolve()) and path.is_file() else None
+
+    def _give(self, item: Item, to: str) -> None:
+        clip = self.curation / clip_name(item.stem, item.offset)
+        image = self.verdict_dirs[REJECTED] / clip_name(item.stem, item.offset, ".jpeg")
+        if to == "kept" and not clip.exists():
+            rec = self.recording_for(item.stem)
+            if rec is None:
+                raise ReviewError(f"{item.stem}: its recording is no longer in {self.recordings}")
+            audio = read_clip(rec, self.sample_rate, item.offset, self.segment_len)
+            self.curation.mkdir(parents=True, exist_ok=True)
+            with atomic_open(clip, "wb") as f:
+                sf.write(f, audio, self.sample_rate, format="WAV", subtype="PCM_16")
+        elif to == REJECTED:
+            _copy_once(self.path / item.name, image)
+        if to != "kept":
+            clip.unlink(missing_ok=True)
+        if to != REJECTED:
+            image.unlink(missing_ok=True)
