@@ -208,8 +208,6 @@ def test_adding_a_class_runs_only_that_class(repo):
     sh(repo, "git", "commit", "-qm", "add SOSO")
 
 
-
-
 def test_deleting_a_kept_image_reruns_only_that_class(repo):
     select = repo / "conf" / "select" / "demo.yaml"
     select.write_text(select.read_text().replace("auto_keep: true", "auto_keep: false"))

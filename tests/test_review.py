@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -14,7 +15,7 @@ from hawk.download.demo import make_demo_recordings
 from hawk.extract import extract_class
 from hawk.plot import plot_db
 from hawk.db import SpecDB
-from hawk.review import DroppedFolder, ImageFolder, QueueFolder, ReviewServer
+from hawk.review import DroppedFolder, FieldQueueFolder, ImageFolder, QueueFolder, ReviewServer
 from hawk.review.folder import ReviewError
 from hawk.spectrogram import SpecSettings
 from tests import procs
@@ -579,3 +580,44 @@ def test_the_doubt_queue_takes_birdnets_keys_autoplays_and_select_obeys_the_verd
     with SpecDB(project / "data/select/RIWH.db") as d:
         chosen = {(f, o) for _, f, o in d.windows()}
     assert windows[0] in chosen and windows[1] not in chosen and windows[2] in chosen
+
+
+def test_a_field_verdict_is_a_clip_of_the_window_or_its_image_and_back_to_open_removes_it(project, tmp_path):
+    """The field queue's yes writes the window's 3 s (what download brings in as a recording of the
+    class), its no the window's image in rejected/; taking either back deletes it; a queue row naming
+    a file outside the recordings' folder is never read."""
+    import soundfile as sf
+
+    from hawk.doubt import Candidate, rank_field, stored_spectrograms, write_queue
+
+    db = project / "data/db/RIWH.db"
+    with SpecDB(db) as d:
+        windows = [(f, o) for _, f, o in d.windows()][:3]
+    root = tmp_path / "my recordings"  # infer.input: the user's folders of field recordings
+    (root / "site1").mkdir(parents=True)
+    shutil.copy(project / "data/recordings/RIWH" / windows[0][0], root / "site1" / windows[0][0])
+    shutil.copy(project / "data/recordings/RIWH" / windows[0][0], tmp_path / "outside.m4a")
+    pool = [Candidate(f"site1/{f}", o, False, s, None, "Noise", 0.0) for (f, o), s in zip(windows, (0.9, 0.5, 0.1))]
+    queue = tmp_path / "doubt/_field/RIWH"
+    specs = ((("site1/" + f, o), x) for (f, o), x in stored_spectrograms(db, windows, SpecSettings()))
+    write_queue(queue, rank_field(pool, "RIWH"), specs, SpecSettings())
+    clips = tmp_path / "field/RIWH"
+    sr = SpecSettings().sample_rate
+    folder = FieldQueueFolder("RIWH-field", queue, clips, root, sr, 3.0)
+    items = folder.items()
+    assert [i.status for i in items] == ["open"] * 3 and "sure of RIWH" in items[0].reason
+    first = items[0]
+    assert folder.recording_for(first.stem) == (root / "site1" / windows[0][0]).resolve()
+    assert folder.move(first.name, "kept").status == "kept"
+    (clip,) = clips.glob("*.wav")
+    assert clip.name == f"{first.stem}-{first.offset:.2f}.wav"
+    audio, rate = sf.read(clip)
+    assert rate == sr and len(audio) == 3 * sr and np.abs(audio).max() > 0
+    assert folder.move(first.name, "rejected").status == "rejected"
+    assert not clip.exists() and (clips / "rejected" / f"{first.stem}-{first.offset:.2f}.jpeg").is_file()
+    assert folder.move(first.name, "open").status == "open"
+    assert not any(clips.rglob("*.*"))
+    # a queue that names a file outside the folder: it exists, but is never read
+    text = (queue / "queue.csv").read_text()
+    (queue / "queue.csv").write_text(text.replace(f"site1/{windows[0][0]}", "../outside.m4a"))
+    assert (root / "../outside.m4a").is_file() and folder.recording_for("outside") is None
