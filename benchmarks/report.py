@@ -244,6 +244,29 @@ def dedup_table(path: Path) -> str:
     return "\n".join([DEDUP_BEGIN, *rows, DEDUP_END])
 
 
+AGILE_BEGIN, AGILE_END = "<!-- agile table: made by benchmarks/report.py -->", "<!-- end of agile table -->"
+
+
+def agile_table(files: list[Path]) -> str:
+    """README's agile-loop table from agile.py's files: per-sound macro AP before review and after
+    each round, per way of spending the verdicts, and a round's wall time."""
+    rows = ["| kit | verdicts per class and round | before | doubt queue: after rounds 1 / 2 / 3 | random | "
+            "search-and-delete | a round's `dvc repro` (doubt) |", "|---|---|---|---|---|---|---|"]
+    notes = []
+    for path in sorted(p for p in files if p.stem.startswith("agile")):
+        r = json.loads(path.read_text(encoding="utf-8"))
+        f = r["figures"]
+        design, seed = _kit(f, path.stem)
+        arms = {arm: " / ".join(f"{x['per_sound_ap']:.3f}" for x in rounds) for arm, rounds in f["arms"].items()}
+        wall = [x["seconds"] for x in f["arms"].get("doubt", [])]
+        rows.append(f"| {design}, seed {seed} | {f['budget_per_class']} x {f['classes_reviewed']} classes | "
+                    f"{f['round0']['per_sound_ap']:.3f} | {arms.get('doubt', '')} | {arms.get('random', '')} | "
+                    f"{arms.get('search', '')} | {', '.join(f'{w} s' for w in wall)} |")
+        notes.append(f"`benchmarks/results/{path.name}`: commit {r.get('commit')}, {r['machine'].get('cpu')} "
+                     f"({r['machine'].get('cores')} cores)")
+    return "\n".join([AGILE_BEGIN, *rows, *(["", "; ".join(notes)] if notes else []), AGILE_END])
+
+
 def _between(text: str, begin: str, end: str, table: str) -> str:
     start, stop = text.find(begin), text.find(end)
     if start < 0 or stop < 0:
@@ -255,6 +278,7 @@ def readme_text(files: list[Path]) -> str:
     text = _between(README.read_text(encoding="utf-8"), BEGIN, END, quality_table(files, ("recorded",)))
     text = _between(text, PER_CLASS_BEGIN, PER_CLASS_END, per_class_table(files))
     text = _between(text, SCALE_BEGIN, SCALE_END, scale_table(RESULTS / "ray-scale.json"))
+    text = _between(text, AGILE_BEGIN, AGILE_END, agile_table(files))
     return _between(text, DEDUP_BEGIN, DEDUP_END, dedup_table(RESULTS / "dedup-accuracy.json"))
 
 
