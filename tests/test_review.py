@@ -549,6 +549,8 @@ def test_the_doubt_queue_takes_birdnets_keys_autoplays_and_select_obeys_the_verd
     page.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 1")
     assert (curation / "rejected" / canonical[1]).is_file()
     assert page.locator(".card.rejected").evaluate("el => getComputedStyle(el, '::after').content") == '"no"'
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # docs/review-queue.png
+    page.screenshot(path=str(ARTIFACTS / "review-queue.png"))
     page.keyboard.press("ArrowRight")  # skip #3
     assert page.locator(".card.selected").get_attribute("data-name") == names[3]
     assert _counts(page) == f"yes 1 · no 1 · to review {n - 2}"
@@ -568,8 +570,6 @@ def test_the_doubt_queue_takes_birdnets_keys_autoplays_and_select_obeys_the_verd
     page.wait_for_function("() => document.querySelectorAll('.card.kept').length === 0")  # the poll follows
     assert not (curation / "restored" / canonical[0]).exists()
     assert _counts(page) == f"yes 0 · no 1 · to review {n - 1}"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "review-queue.png"))
     page.locator(".card").first.click()
     page.keyboard.press("ArrowUp")
     page.wait_for_function("() => document.querySelectorAll('.card.kept').length === 1")
