@@ -51,6 +51,7 @@ class Paths:
     select: Str
     dropped: Str
     doubt: Str
+    field_queue: Str
     field: Str
     train_db: Str
     specs: Str

@@ -1,6 +1,6 @@
-"""doubt: data/doubt/<CODE>/, the windows of a class most worth your verdict, ranked, with the reason.
+"""doubt: data/doubt/<CODE>/ for every class, the windows most worth your verdict, ranked, with the reason.
 
-After train, every window of the class (kept for training by select, or dropped by curation) is
+After train, every window of each class (kept for training by select, or dropped by curation) is
 scored with the current model (models/ckpt: its embedding heads from the embed stage's vectors, its
 CNNs from the stored spectrograms), and up to `doubt.size` windows are queued, the kinds in turn:
 kept but scored low (by the out-of-fold keep score where the class is curated by the model), dropped
@@ -13,16 +13,20 @@ Review it with `python -m stages.review --doubt CODE` (up yes, down no, left und
 next `dvc repro` retrains with your verdicts and queues the next round. BirdNET's weights (the
 default embedder) are licensed CC BY-NC-SA 4.0 (non-commercial, share alike).
 
-    python -m stages.doubt --code RIWH [doubt.size=20]
+One stage for every class, not one per class: each retrain changes the model, which every queue
+depends on, and one process loads it once.
+
+    python -m stages.doubt [doubt.size=20]
 """
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from hawk.classes import NOISE
 from hawk.curation import verdicts
@@ -34,23 +38,33 @@ from hawk.infer import Ensemble
 from hawk.settings import from_mapping
 from hawk.spectrogram import decode_uint8
 from hawk.window_score import read_scores
-from stages._cli import class_stage, run, spec_settings
+from stages._cli import class_list, load_config, parser, run, spec_settings
 
 CHUNK = 512  # windows scored at a time: a class's spectrograms need not fit in memory
 
 
 def main() -> None:
-    cfg, spec = class_stage(__doc__)
-    code = spec.code
+    cfg = load_config(parser(__doc__).parse_args())
     settings = from_mapping(DoubtSettings, OmegaConf.to_container(cfg.doubt, resolve=True), "doubt")
-    class_db, out = Path(cfg.paths.db) / f"{code}.db", Path(cfg.paths.doubt) / code
     ensemble = Ensemble.load(cfg.paths.ckpt, device=str(cfg.infer.device))
+    out = Path(cfg.paths.doubt)
+    codes = [c.code for c in class_list(cfg)]
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.iterdir():
+        if stale.is_dir() and stale.name not in codes:
+            shutil.rmtree(stale)
+    exclude = read_exclude(Path(cfg.paths.dedup) / "exclude.csv")
+    for code in codes:
+        print(queue_class(cfg, code, ensemble, settings, {f for c, f in exclude if c == code}), flush=True)
+
+
+def queue_class(cfg: DictConfig, code: str, ensemble: Ensemble, settings: DoubtSettings, exclude: set[str]) -> str:
+    """Write one class's queue; returns the line that says what it holds."""
+    class_db, out = Path(cfg.paths.db) / f"{code}.db", Path(cfg.paths.doubt) / code
     audio = spec_settings(cfg)
     if code not in ensemble.codes:
         write_queue(out, [], [], audio)
-        print(f"{code}: not a class of the model in {cfg.paths.ckpt}; nothing queued (retrain first)")
-        return
-    exclude = {f for c, f in read_exclude(Path(cfg.paths.dedup) / "exclude.csv") if c == code}
+        return f"{code}: not a class of the model in {cfg.paths.ckpt}; nothing queued (retrain first)"
     with SpecDB(class_db) as db:
         stored = db.offsets()
         ids = {(f, o): i for i, f, o in db.windows() if f not in exclude}
@@ -62,9 +76,8 @@ def main() -> None:
         vectors, _ = vectors_by_window(class_db, Path(cfg.paths.embeddings) / f"{code}.npz")
         ids = {k: i for k, i in ids.items() if k in vectors}  # windows the embedder skipped cannot be scored
     use_cnn = bool(ensemble.models) and same_audio
-    if ensemble.models and not same_audio:
-        print(f"{code}: the CNN checkpoints were made with other audio settings than data/db; "
-              "only the embedding heads score the queue")
+    note = "" if use_cnn or not ensemble.models else \
+        " (the CNNs were made with other audio settings than data/db: the heads alone scored it)"
     windows = sorted(ids)
     scores = np.zeros((len(windows), len(ensemble.codes)), np.float32)
     h, w = audio.spec_height, audio.spec_width
@@ -86,8 +99,9 @@ def main() -> None:
     write_queue(out, doubts, stored_spectrograms(class_db, [(d.window.file, d.window.offset) for d in doubts],
                                                  audio), audio)
     kinds = Counter(d.reason for d in doubts)
-    print(f"{code}: {len(doubts)} windows queued in {out} ({', '.join(f'{k} {n}' for k, n in kinds.items())}) "
-          f"of {len(windows)} scored, {len(judged)} already judged; review: python -m stages.review --doubt {code}")
+    return (f"{code}: {len(doubts)} windows queued in {out} ({', '.join(f'{k} {n}' for k, n in kinds.items())}) "
+            f"of {len(windows)} scored, {len(judged)} already judged{note}; "
+            f"review: python -m stages.review --doubt {code}")
 
 
 if __name__ == "__main__":

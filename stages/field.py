@@ -1,4 +1,4 @@
-"""field: data/doubt/_field/<CODE>/, what the model asks you about your own recordings.
+"""field: data/field_queue/<CODE>/, what the model asks you about your own recordings.
 
 After train, up to `doubt.field_recordings` of your recordings (`infer.input`, a seeded sample) are
 scored in 3-s windows with the current model (models/ckpt), and per class up to `doubt.size`
@@ -30,13 +30,10 @@ from hawk.settings import from_mapping
 from hawk.spectrogram import SpectrogramMaker
 from stages._cli import load_config, parser, run
 
-FIELD = "_field"  # under paths.doubt: never a class code
-
-
 def main() -> None:
     cfg = load_config(parser(__doc__).parse_args())
     settings = from_mapping(DoubtSettings, OmegaConf.to_container(cfg.doubt, resolve=True), "doubt")
-    out = Path(cfg.paths.doubt) / FIELD
+    out = Path(cfg.paths.field_queue)
     ensemble = Ensemble.load(cfg.paths.ckpt, device=str(cfg.infer.device))
     files = find_recordings(cfg.infer.input)
     if len(files) > settings.field_recordings:

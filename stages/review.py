@@ -41,7 +41,7 @@ def main() -> None:
     p.add_argument("--code", help="class code: review data/curation/<CODE>/")
     p.add_argument("--all", action="store_true", help="every class that has a curation folder")
     p.add_argument("--doubt", metavar="CODE", help="review the class's doubt queue, data/doubt/<CODE>/")
-    p.add_argument("--field", metavar="CODE", help="review the class's field queue, data/doubt/_field/<CODE>/")
+    p.add_argument("--field", metavar="CODE", help="review the class's field queue, data/field_queue/<CODE>/")
     p.add_argument("--folder", help="another image folder under the data folder (e.g. data/search/RIWH)")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--no-browser", action="store_true", help="print the address, do not open a browser")
@@ -73,7 +73,7 @@ def main() -> None:
                  "window out of training") if code in cfg.select.unattended.keep_all and not queries.get(code) else ""
         return QueueFolder(f"{code}-doubt", doubt / code, curation / code, recordings / code,
                            f"{code} doubt queue (what the model asks you)", notice=whole,
-                           hint=f"No queue yet: `dvc repro` (train, then doubt@{code}) fills {doubt / code}/.")
+                           hint=f"No queue yet: `dvc repro` (train, then doubt) fills {doubt / code}/.")
 
     def check(code: str) -> None:
         if code not in codes:
@@ -89,7 +89,7 @@ def main() -> None:
             check(args.field)
             inputs = find_recordings(cfg.infer.input)
             folders.append(FieldQueueFolder(
-                f"{args.field}-field", doubt / "_field" / args.field, Path(cfg.paths.field) / args.field,
+                f"{args.field}-field", Path(cfg.paths.field_queue) / args.field, Path(cfg.paths.field) / args.field,
                 recordings_root(cfg.infer.input, inputs), s.sample_rate, s.segment_len,
                 f"{args.field} in your recordings ({cfg.infer.input})",
                 hint=f"No field queue yet: `dvc repro field` (after train) scores {cfg.infer.input}."))

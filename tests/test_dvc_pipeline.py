@@ -84,7 +84,7 @@ def test_fresh_repro_builds_every_class_then_does_nothing(repo):
         per_class = dict(db.execute("SELECT c.Code, COUNT(*) FROM Spectrogram s JOIN Recording r ON r.ID = "
                                     "s.RecordingID JOIN Subcategory c ON c.ID = r.SubcategoryID GROUP BY c.Code"))
     assert set(per_class) == set(codes) and min(per_class.values()) > 3  # the demo needs no hand work
-    assert {"pickle", "train", "infer", "test"} | {f"doubt@{c}" for c in codes} <= ran(out)
+    assert {"pickle", "train", "infer", "test"} | {"doubt", "field"} <= ran(out)
     test_metrics = json.loads((repo / "metrics" / "test.json").read_text())
     assert test_metrics["kind"] == "per_sound" and test_metrics["annotated"]["macro_ap"] is not None
     assert list((repo / "data" / "labels").glob("*_hawk.txt")) and (repo / "data" / "labels" / "labels.csv").exists()
@@ -126,7 +126,7 @@ def test_a_verdict_in_the_doubt_queue_retrains_that_class_and_is_not_asked_again
     assert queue.move(row["image"], "rejected").status == "rejected"
     out = sh(repo, "dvc", "repro")
     assert {s for s in ran(out) if s.startswith(UPSTREAM)} == {"select@RIWH"}, ran(out)
-    assert {"trainset", "pickle", "train", "doubt@RIWH"} <= ran(out)
+    assert {"trainset", "pickle", "train", "doubt"} <= ran(out)
     assert window not in train_rows(repo)
     assert window not in {(r["file"], float(r["offset"])) for r in queued(repo, "RIWH")}
     assert "1 rejected by you" in out
@@ -139,10 +139,10 @@ def test_a_yes_in_the_field_queue_becomes_a_recording_of_that_class(repo):
     """The field queue asks about the user's own recordings (infer.input); a yes writes the window's
     3 s into data/field/<CODE>/, and `dvc repro` brings it in as a recording of that class only, trains
     on it whatever the curation rule, and never asks about it again."""
-    rows = read_queue(repo / "data/doubt/_field/RIWH")
+    rows = read_queue(repo / "data/field_queue/RIWH")
     assert rows and {r["reason"] for r in rows} <= {"top", "margin"}
     row = rows[0]
-    field = FieldQueueFolder("RIWH-field", repo / "data/doubt/_field/RIWH", repo / "data/field/RIWH",
+    field = FieldQueueFolder("RIWH-field", repo / "data/field_queue/RIWH", repo / "data/field/RIWH",
                              repo / "data/test/recordings", 37120, 3.0)
     assert field.move(row["image"], "kept").status == "kept"
     (clip,) = (repo / "data/field/RIWH").glob("*.wav")
@@ -152,7 +152,7 @@ def test_a_yes_in_the_field_queue_becomes_a_recording_of_that_class(repo):
     assert (f"field-{clip.name}", 0.0) in train_rows(repo)
     stem, offset = Path(row["file"]).stem, float(row["offset"])
     assert (stem, offset) not in {(Path(r["file"]).stem, float(r["offset"]))
-                                  for r in read_queue(repo / "data/doubt/_field/RIWH")}
+                                  for r in read_queue(repo / "data/field_queue/RIWH")}
     clip.unlink()  # taken back: the class loses the recording again
     shutil.rmtree(repo / "data/curation/RIWH/rejected")  # and the no of the test before: the demo as it was
     sh(repo, "dvc", "repro")

@@ -598,7 +598,7 @@ def test_a_field_verdict_is_a_clip_of_the_window_or_its_image_and_back_to_open_r
     shutil.copy(project / "data/recordings/RIWH" / windows[0][0], root / "site1" / windows[0][0])
     shutil.copy(project / "data/recordings/RIWH" / windows[0][0], tmp_path / "outside.m4a")
     pool = [Candidate(f"site1/{f}", o, False, s, None, "Noise", 0.0) for (f, o), s in zip(windows, (0.9, 0.5, 0.1))]
-    queue = tmp_path / "doubt/_field/RIWH"
+    queue = tmp_path / "field_queue/RIWH"
     specs = ((("site1/" + f, o), x) for (f, o), x in stored_spectrograms(db, windows, SpecSettings()))
     write_queue(queue, rank_field(pool, "RIWH"), specs, SpecSettings())
     clips = tmp_path / "field/RIWH"
