@@ -257,7 +257,9 @@ def agile_table(files: list[Path]) -> str:
         r = json.loads(path.read_text(encoding="utf-8"))
         f = r["figures"]
         design, seed = _kit(f, path.stem)
-        arms = {arm: " / ".join(f"{x['per_sound_ap']:.3f}" for x in rounds) for arm, rounds in f["arms"].items()}
+        arms = {arm: " / ".join(f"{x['per_sound_ap']:.3f}" for x in rounds) +
+                f" (kept empty {f['round0']['selection']['kept_empty_share']:.1%} -> "
+                f"{rounds[-1]['selection']['kept_empty_share']:.1%})" for arm, rounds in f["arms"].items()}
         wall = [x["seconds"] for x in f["arms"].get("doubt", [])]
         rows.append(f"| {design}, seed {seed} | {f['budget_per_class']} x {f['classes_reviewed']} classes | "
                     f"{f['round0']['per_sound_ap']:.3f} | {arms.get('doubt', '')} | {arms.get('random', '')} | "
@@ -278,7 +280,7 @@ def readme_text(files: list[Path]) -> str:
     text = _between(README.read_text(encoding="utf-8"), BEGIN, END, quality_table(files, ("recorded",)))
     text = _between(text, PER_CLASS_BEGIN, PER_CLASS_END, per_class_table(files))
     text = _between(text, SCALE_BEGIN, SCALE_END, scale_table(RESULTS / "ray-scale.json"))
-    text = _between(text, AGILE_BEGIN, AGILE_END, agile_table(files))
+    text = _between(text, AGILE_BEGIN, AGILE_END, agile_table(sorted(RESULTS.glob("agile-*.json"))))
     return _between(text, DEDUP_BEGIN, DEDUP_END, dedup_table(RESULTS / "dedup-accuracy.json"))
 
 
