@@ -62,8 +62,8 @@ def already_judged(repo: Path, code: str) -> set[tuple[str, float]]:
 
     with SpecDB(repo / "data" / "db" / f"{code}.db") as db:
         stored = db.offsets()
-    return {(f, o) for picks in verdicts(repo / "data" / "curation" / code, stored) for f, offs in
-            picks.offsets.items() for o in offs}
+    restored, rejected = verdicts(repo / "data" / "curation" / code, stored)
+    return restored.windows() | rejected.windows()
 
 
 def nearest_to_best(repo: Path, code: str, pool: list[tuple[str, float]], n: int) -> list[tuple[str, float]]:
@@ -83,21 +83,19 @@ def nearest_to_best(repo: Path, code: str, pool: list[tuple[str, float]], n: int
 def write_verdicts(repo: Path, code: str, answers: list[tuple[str, float, bool]], deletes_only: bool) -> None:
     """Verdicts as the review page stores them: a copy of the window's image in restored/ (yes) or
     rejected/ (no) of the class's curation folder."""
-    from hawk.db import SpecDB
+    from hawk.curation import REJECTED, RESTORED
+    from hawk.doubt import stored_spectrograms
     from hawk.plot import SpecRenderer, image_name
-    from hawk.spectrogram import SpecSettings, decode
+    from hawk.spectrogram import SpecSettings
 
     settings = SpecSettings.from_mapping(yaml.safe_load((repo / "params.yaml").read_text())["audio"])
     renderer = SpecRenderer(settings)
     want = {(f, o): yes for f, o, yes in answers if not (deletes_only and yes)}
     folder = repo / "data" / "curation" / code
-    with SpecDB(repo / "data" / "db" / f"{code}.db") as db:
-        for r in db.spectrograms():
-            if (r.filename, r.offset) in want:
-                to = folder / ("restored" if want[(r.filename, r.offset)] else "rejected")
-                to.mkdir(parents=True, exist_ok=True)
-                renderer.save(decode(r.value, settings.spec_height, settings.spec_width),
-                              to / image_name(r.filename, r.offset))
+    for (f, o), spec in stored_spectrograms(repo / "data" / "db" / f"{code}.db", want, settings):
+        to = folder / (RESTORED if want[(f, o)] else REJECTED)
+        to.mkdir(parents=True, exist_ok=True)
+        renderer.save(spec, to / image_name(f, o))
 
 
 def review_round(repo: Path, arm: str, codes: list[str], calls: dict, budget: int,

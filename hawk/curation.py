@@ -70,6 +70,15 @@ class Picks:
     offsets: dict[str, list[float]] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
+    def add(self, more: dict[str, list[float]]) -> None:
+        """Also choose ``more`` (file -> offsets)."""
+        for f, offs in more.items():
+            self.offsets[f] = sorted(set(self.offsets.get(f, [])) | set(offs))
+
+    def windows(self) -> set[tuple[str, float]]:
+        """Every chosen (file, offset)."""
+        return {(f, o) for f, offs in self.offsets.items() for o in offs}
+
 
 def resolve(items: Iterable[tuple[str, str, float]], stored: dict[str, list[float]],
             exclude: set[str] = frozenset()) -> Picks:

@@ -104,7 +104,7 @@ def rank_field(candidates: Sequence[Candidate], code: str, settings: DoubtSettin
                judged: Iterable[tuple[str, float]] = ()) -> list[Doubt]:
     """The field queue of a class: its surest windows in the user's own recordings and its least sure,
     in turn, up to ``settings.size``, none in ``judged`` ((recording stem, offset) pairs, as
-    :func:`field_judged` reads them)."""
+    :func:`field_verdicts` reads them)."""
     todo = _unjudged(candidates, judged, lambda c: Path(c.file).stem)
     pools = [("top", sorted((c for c in todo if c.score >= settings.boundary), key=lambda c: -c.score)),
              ("margin", sorted(todo, key=lambda c: abs(c.score - settings.boundary)))]
@@ -122,18 +122,24 @@ def clip_name(stem: str, offset: float, suffix: str = ".wav") -> str:
     return f"{stem}-{offset:.2f}{suffix}"
 
 
-def field_judged(folder: Path) -> set[tuple[str, float]]:
-    """(recording stem, offset) of every field window a person judged: the clips they confirmed in
-    ``folder`` (the class's data/field/<CODE>/) and the images in its rejected/."""
-    out = set()
-    for sub in (folder, folder / "rejected"):
-        for p in sub.iterdir() if sub.is_dir() else []:
-            stem, _, offset = p.stem.rpartition("-")
-            try:
-                out.add((stem, round(float(offset), 2)))
-            except ValueError:
-                continue
-    return out
+def field_verdicts(folder: Path) -> tuple[set[tuple[str, float]], set[tuple[str, float]]]:
+    """(recording stem, offset) of the field windows a person said yes to (the clips they confirmed
+    in ``folder``, the class's data/field/<CODE>/) and no to (the images in its rejected/); a window
+    with both counts as no."""
+    from hawk.audio import is_audio_file
+    from hawk.curation import REJECTED, images_in
+
+    yes = set()
+    for p in folder.iterdir() if folder.is_dir() else []:
+        stem, _, offset = p.stem.rpartition("-")
+        try:
+            window = (stem, round(float(offset), 2))
+        except ValueError:  # not a clip the review page wrote
+            continue
+        if is_audio_file(p):
+            yes.add(window)
+    no = {(stem, round(o, 2)) for _, stem, o in images_in(folder / REJECTED) if stem}
+    return yes - no, no
 
 
 def _take_turns(todo: Sequence[Candidate], pools: list[tuple[str, list[Candidate]]], code: str,
@@ -180,12 +186,13 @@ def queue_image(doubt: Doubt) -> str:
 
 def stored_spectrograms(class_db: Path, windows: Iterable[tuple[str, float]],
                         settings: SpecSettings) -> Iterator[tuple[tuple[str, float], np.ndarray]]:
-    """The class database's spectrogram of each of ``windows`` ((file, offset) pairs)."""
+    """The class database's spectrogram of each of ``windows`` ((file, offset) pairs), reading only
+    those rows' images."""
     want = set(windows)
     with SpecDB(class_db) as db:
-        for r in db.spectrograms():
-            if (r.filename, r.offset) in want:
-                yield (r.filename, r.offset), decode(r.value, settings.spec_height, settings.spec_width)
+        ids = [i for i, f, o in db.windows() if (f, o) in want]
+        for r in db.spectrograms_by_id(ids).values():
+            yield (r.filename, r.offset), decode(r.value, settings.spec_height, settings.spec_width)
 
 
 def write_queue(out: Path, doubts: Sequence[Doubt], spectrograms: Iterable[tuple[tuple[str, float], np.ndarray]],

@@ -115,18 +115,16 @@ class Ensemble:
         """Mean score of the members that can score windows already stored: the CNNs from their uint8
         spectrograms, the heads from their embeddings (embed stage); a member whose input is None
         sits out. Why: scoring a class's stored windows (doubt) needs no audio decoding."""
-        parts, n = [], len(specs) if specs is not None else len(vectors) if vectors is not None else 0
+        total, used = 0.0, 0
         if self.models and specs is not None:
-            parts.append(self.scores(specs, batch_size) * len(self.models))
+            total, used = self.scores(specs, batch_size) * len(self.models), len(self.models)
         if self.heads and vectors is not None:
             x = torch.from_numpy(np.ascontiguousarray(vectors, np.float32))
-            parts += [torch.sigmoid(h(x)).numpy() for h in self.heads]
-        used = (len(self.models) if self.models and specs is not None else 0) + \
-            (len(self.heads) if vectors is not None else 0)
+            total, used = total + sum(torch.sigmoid(h(x)).numpy() for h in self.heads), used + len(self.heads)
         if not used:
             raise EnsembleError("no member of the ensemble can score these windows (spectrograms for the CNNs, "
                                 "embeddings for the embedding heads)")
-        return np.asarray(sum(parts) / used, np.float32).reshape(n, len(self.classes))
+        return np.asarray(total / used, np.float32)
 
 
     @torch.inference_mode()

@@ -91,7 +91,7 @@ def queue_class(cfg: DictConfig, code: str, ensemble: Ensemble, settings: DoubtS
             vec = np.stack([vectors[k] for k in part]) if vectors is not None else None
             scores[start : start + len(part)] = ensemble.stored_scores(specs, vec, int(cfg.infer.batch_size))
     restored, rejected = verdicts(Path(cfg.paths.curation) / code, stored, exclude)
-    judged = [(f, o) for picks in (restored, rejected) for f, offs in picks.offsets.items() for o in offs]
+    judged = restored.windows() | rejected.windows()
     score_file = Path(cfg.paths.score) / f"{code}.csv"
     keep = read_scores(score_file) if score_file.is_file() else {}
     cands = candidates(scores, windows, ensemble.codes, code, kept, keep)

@@ -24,7 +24,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from hawk.audio import AudioError, read_mono
-from hawk.doubt import DoubtSettings, candidates, field_judged, rank_field, write_queue
+from hawk.doubt import DoubtSettings, candidates, field_verdicts, rank_field, write_queue
 from hawk.infer import Ensemble, find_recordings, recordings_root, score_files
 from hawk.settings import from_mapping
 from hawk.spectrogram import SpectrogramMaker
@@ -50,7 +50,7 @@ def main() -> None:
         if code in ignore:
             continue
         cands = candidates(scores, windows, ensemble.codes, code, set(), {})
-        queues[code] = rank_field(cands, code, settings, field_judged(Path(cfg.paths.field) / code))
+        queues[code] = rank_field(cands, code, settings, set().union(*field_verdicts(Path(cfg.paths.field) / code)))
     tmp = out.with_name(f".{out.name}.part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

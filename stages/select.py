@@ -53,9 +53,8 @@ def main() -> None:
     folder = Path(cfg.paths.curation) / code
     queries, kept_images = cfg.search.queries.get(code), images_in(folder)
     restored, rejected = verdicts(folder, stored, exclude)  # a person's yes and no on single windows
-    for f, offs in stored.items():  # a clip you confirmed in your own recordings is a yes too
-        if (prov.get(f) or {}).get("source") == FIELD and f not in exclude:
-            restored.offsets[f] = sorted(set(restored.offsets.get(f, [])) | set(offs))
+    restored.add({f: offs for f, offs in stored.items()  # a clip you confirmed in your own recordings is a yes too
+                  if (prov.get(f) or {}).get("source") == FIELD and f not in exclude})
     values, minimum = {}, 0.0  # no values: the chooser applies only the person's verdicts
     if sel.auto_keep and queries:
         items = [(m["image"], m["file"], float(m["offset"])) for m in read_matches(Path(cfg.paths.search) / code /
@@ -73,8 +72,7 @@ def main() -> None:
                 values, minimum = measured, float(un.min_activity_db)
             rule = f"keep score >= {un.min_score}" if by_model else f"activity >= {un.min_activity_db} dB"
             how = f"unattended: {rule}"
-    for f, offs in restored.offsets.items():  # a window you said yes to is a candidate under every rule
-        picks.offsets[f] = sorted(set(picks.offsets.get(f, [])) | set(offs))
+    picks.add(restored.offsets)  # a window you said yes to is a candidate under every rule
     chooser = ThresholdFilter(values, minimum, restored.offsets, rejected.offsets)
     picks.skipped += restored.skipped + rejected.skipped
     out = Path(cfg.paths.select)

@@ -18,7 +18,7 @@ import soundfile as sf
 
 from hawk.audio import read_clip
 from hawk.curation import IMAGE_SUFFIXES, REJECTED, RESTORED, CurationError, ImageName, image_info
-from hawk.doubt import clip_name, read_queue
+from hawk.doubt import clip_name, field_verdicts, read_queue
 from hawk.errors import HawkError
 from hawk.fsutil import atomic_open
 
@@ -273,10 +273,7 @@ class FieldQueueFolder(QueueFolder):
         self.sample_rate, self.segment_len = sample_rate, segment_len
 
     def _verdicts(self) -> tuple[set[tuple[str, float]], set[tuple[str, float]]]:
-        from hawk.doubt import field_judged
-
-        no = set(_windows_in(self.verdict_dirs[REJECTED]))
-        return field_judged(self.curation) - no, no
+        return field_verdicts(self.curation)
 
     def recording_for(self, stem: str) -> Path | None:
         files = {Path(r["file"]).stem: r["file"] for r in read_queue(self.path)}
