@@ -4,15 +4,18 @@
 
 On ten one-minute recordings at HawkEars' settings (3 s segments, 1.5 s overlap), one step at a time
 on one thread per step as infer runs them: decoding with resampling, the spectrograms (STFT and mel),
-and the network in PyTorch eager FP32, BF16 (autocast; AMX or AVX512-BF16 where the CPU has them) and
-``torch.compile``. The network's FLOPs per window come from PyTorch's FLOP counter, and what the CPU
+and the network on each runtime: PyTorch eager FP32, BF16 (autocast; AMX or AVX512-BF16 where the CPU
+has them) and ``torch.compile``, ONNX Runtime, and OpenVINO in FP32 and BF16 (hawk/runtime.py). The network's FLOPs per window come from PyTorch's FLOP counter, and what the CPU
 can do from a large matrix product in each precision, so the network's speed is also a share of the
-machine's limit. Each runtime's scores are compared with eager FP32's (infer's accuracy rule: 1e-3).
+machine's limit. Each runtime's scores are compared with eager FP32's (infer's accuracy rule: 1e-3),
+on a trained checkpoint given with ``--ckpt`` (random weights hide precision errors: their outputs
+barely move).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hawk import runtime
 from hawk.audio import iter_mono
-from hawk.ckpt import save_checkpoint
+from hawk.ckpt import load_checkpoint, model_from_checkpoint, save_checkpoint
 from hawk.download.demo import synth_recording, write_audio
-from hawk.infer import Ensemble, file_segments, segment_settings
+from hawk.infer import Ensemble, file_segments, fuse_for_inference, segment_settings
 from hawk.models import create_model
 from hawk.spectrogram import SpecSettings
 from results import record
@@ -47,6 +51,7 @@ def main() -> None:
     p.add_argument("--files", type=int, default=10)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--model", default="custom_hgnet_2")
+    p.add_argument("--ckpt", type=Path, help="a trained checkpoint of --model (else random weights)")
     args = p.parse_args()
     classes = [(f"Class {i}", f"C{i:03d}") for i in range(50)]
     settings = segment_settings(SpecSettings(), 1.5)
@@ -56,9 +61,11 @@ def main() -> None:
         for i in range(args.files):
             files.append(tmp / f"r{i:02d}.flac")
             write_audio(files[-1], synth_recording("warble", i, args.seconds, 44100), 44100)
-        save_checkpoint(tmp / "m.ckpt", args.model, create_model(args.model, len(classes)), classes,
-                        SpecSettings().to_dict())
-        ens = Ensemble.load(tmp / "m.ckpt", "cpu")
+        ckpt = args.ckpt or tmp / "m.ckpt"
+        if not args.ckpt:
+            save_checkpoint(ckpt, args.model, create_model(args.model, len(classes)), classes, SpecSettings().to_dict())
+        os.environ["HAWK_CACHE"] = str(tmp / "cache")
+        ens = Ensemble.load(ckpt, "cpu", "torch")
         audio = args.files * args.seconds
 
         def decode() -> None:
@@ -74,18 +81,32 @@ def main() -> None:
         t_fp32 = seconds(lambda: ens.scores(x))
         ref = ens.scores(x)
         rows = {"eager fp32": (t_fp32, 0.0)}
+
+        def row(name: str, scores) -> None:
+            scores(x[:64])  # warm-up: first-call allocations and compilation
+            rows[name] = (seconds(lambda: scores(x)), float(np.abs(scores(x) - ref).max()))
+
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            ens.scores(x[:64])
-            t_bf16 = seconds(lambda: ens.scores(x))
-            rows["eager bf16 (autocast)"] = (t_bf16, float(np.abs(ens.scores(x) - ref).max()))
+            row("eager bf16 (autocast)", ens.scores)
+        eager = ens.models
+        model = fuse_for_inference(model_from_checkpoint(load_checkpoint(ckpt)))
         try:
-            eager = ens.models
-            ens.models = [torch.compile(m) for m in eager]
-            ens.scores(x[:64])
-            rows["torch.compile fp32"] = (seconds(lambda: ens.scores(x)), float(np.abs(ens.scores(x) - ref).max()))
-            ens.models = eager
+            compiled = torch.compile(model)
+            ens.models = [runtime.torch_runner(compiled, "cpu")]
+            row("torch.compile fp32", ens.scores)
         except Exception as e:  # a missing compiler is a result too
             print(f"torch.compile: not available here ({type(e).__name__}: {e})")
+        onnx = runtime.export_onnx(model, (settings.spec_height, settings.spec_width), "profile")
+        threads = torch.get_num_threads()
+        for name, make in [("onnxruntime fp32", lambda: runtime.onnxruntime_runner(onnx, threads)),
+                           ("openvino fp32", lambda: runtime.openvino_runner(onnx, threads)),
+                           ("openvino bf16", lambda: runtime.openvino_runner(onnx, threads, "bf16"))]:
+            try:
+                ens.models = [make()]
+                row(name, ens.scores)
+            except runtime.RuntimeUnavailable as e:
+                print(f"{name}: not available here ({e})")
+        ens.models = eager
         from torch.utils.flop_counter import FlopCounterMode
 
         counter = FlopCounterMode(display=False)
@@ -110,9 +131,12 @@ def main() -> None:
     for name, (t, diff) in rows.items():
         rate = windows * flops / t / 1e9
         peak = peak16 if "bf16" in name else peak32
-        print(f"{name:<24} {t:>7.2f}s {windows / t:>10.0f} {rate:>8.0f} {rate / peak:>11.1%} {diff:>11.1e}")
+        verdict = "meets" if diff <= runtime.TOLERANCE else "breaks"
+        print(f"{name:<24} {t:>7.2f}s {windows / t:>10.0f} {rate:>8.0f} {rate / peak:>11.1%} {diff:>11.1e}  {verdict} the rule")
         figures["runtimes"][name] = {"seconds": round(t, 2), "windows_per_s": round(windows / t), "x_real_time":
-                                     round(audio / t), "share_of_peak": round(rate / peak, 3), "max_abs_diff": diff}
+                                     round(audio / t), "share_of_peak": round(rate / peak, 3), "max_abs_diff": diff,
+                                     "meets_rule": diff <= runtime.TOLERANCE}
+    figures["weights"] = args.ckpt.name if args.ckpt else "random"
     record("infer-profile", f"Where infer's time goes ({args.model}, 3 s segments, 1.5 s overlap)", figures,
            command="python benchmarks/infer_profile.py")
 

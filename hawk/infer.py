@@ -34,7 +34,9 @@ import torch
 from hawk.audio import AUDIO_EXTENSIONS, RESAMPLER_WARMUP, AudioError, duration, is_audio_file, iter_mono
 from hawk.ckpt import CheckpointError, load_checkpoint, model_from_checkpoint
 from hawk.embed_head import NAME as HEAD
+from hawk import runtime as runtimes
 from hawk.errors import HawkError
+from hawk.runtime import Runner
 from hawk.spectrogram import SpecSettings, SpectrogramMaker
 
 log = logging.getLogger(__name__)
@@ -51,21 +53,23 @@ class Ensemble:
     the embedding heads one embedder."""
 
     paths: list[Path]
-    models: list[torch.nn.Module]  # CNNs
+    models: list[Runner]  # CNNs, each on its runtime (hawk/runtime.py)
     classes: list[tuple[str, str]]  # (name, code) in output order
     settings: SpecSettings
     device: str
     mlflow_run_ids: list[str]
     heads: list[torch.nn.Module] = field(default_factory=list)
     embedder: Any = None  # the heads' hawk.embed.Embedder
+    runtimes: list[str] = field(default_factory=list)  # where each CNN runs
 
     @property
     def members(self) -> int:
         return len(self.models) + len(self.heads)
 
     @classmethod
-    def load(cls, source: str | Path | list[Path], device: str = "auto") -> "Ensemble":
-        """Every ``*.ckpt`` of a folder, one checkpoint file, or a list of checkpoint files."""
+    def load(cls, source: str | Path | list[Path], device: str = "auto", runtime: str = "auto") -> "Ensemble":
+        """Every ``*.ckpt`` of a folder, one checkpoint file, or a list of checkpoint files; the CNNs
+        run on ``runtime`` (:mod:`hawk.runtime`: auto, openvino, onnxruntime or torch)."""
         if isinstance(source, list):
             paths = [Path(p) for p in source]
         else:
@@ -89,25 +93,25 @@ class Ensemble:
         if len(specs) > 1:
             raise EnsembleError(f"{source}: checkpoints made with different audio settings cannot be ensembled")
         heads = {p.name: c for p, c in zip(paths, ckpts) if c["model_name"] == HEAD}
-        models = [fuse_for_inference(model_from_checkpoint(c)).to(device).to(memory_format=torch.channels_last)
-                  for c in ckpts if c["model_name"] != HEAD]
+        settings = SpecSettings.from_mapping(ckpts[0]["spec_settings"])
+        shape = (settings.spec_height, settings.spec_width)
+        built = [runtimes.build(fuse_for_inference(model_from_checkpoint(c)), p, shape, runtime, device)
+                 for p, c in zip(paths, ckpts) if c["model_name"] != HEAD]
         runs = [c.get("extra", {}).get("mlflow_run_id") for c in ckpts]
-        return cls(paths, models, list(next(iter(lists))), SpecSettings.from_mapping(ckpts[0]["spec_settings"]),
-                   device, [r for r in dict.fromkeys(runs) if r], [model_from_checkpoint(c) for c in heads.values()],
-                   _head_embedder(source, heads) if heads else None)
+        return cls(paths, [run for run, _ in built], list(next(iter(lists))), settings, device,
+                   [r for r in dict.fromkeys(runs) if r], [model_from_checkpoint(c) for c in heads.values()],
+                   _head_embedder(source, heads) if heads else None, [name for _, name in built])
 
     @property
     def codes(self) -> list[str]:
         return [c for _, c in self.classes]
 
-    @torch.inference_mode()
     def scores(self, specs: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(n, height, width) uint8 spectrograms -> (n, classes) mean sigmoid score of the models."""
         out = []
         for start in range(0, len(specs), batch_size):
-            x = torch.from_numpy(specs[start : start + batch_size]).to(self.device).float().div_(255)[:, None]
-            x = x.contiguous(memory_format=torch.channels_last)
-            out.append(torch.stack([torch.sigmoid(m(x).float()) for m in self.models]).mean(0).cpu().numpy())
+            x = specs[start : start + batch_size, None].astype(np.float32) / np.float32(255)
+            out.append(np.mean([runtimes.sigmoid(m(x)) for m in self.models], axis=0, dtype=np.float32))
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
     @torch.inference_mode()

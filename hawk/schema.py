@@ -300,6 +300,7 @@ class Infer:
     batch_size: int = setting(ge=1)
     prefetch: int = setting(ge=0)
     device: Str = setting()
+    runtime: str = setting(choices=("auto", "openvino", "onnxruntime", "torch"))
     resume: bool = setting()
     commit_every: int = setting(ge=1)
     progress: bool = setting()

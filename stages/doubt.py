@@ -46,7 +46,7 @@ CHUNK = 512  # windows scored at a time: a class's spectrograms need not fit in 
 def main() -> None:
     cfg = load_config(parser(__doc__).parse_args())
     settings = from_mapping(DoubtSettings, OmegaConf.to_container(cfg.doubt, resolve=True), "doubt")
-    ensemble = Ensemble.load(cfg.paths.ckpt, device=str(cfg.infer.device))
+    ensemble = Ensemble.load(cfg.paths.ckpt, str(cfg.infer.device), str(cfg.infer.runtime))
     out = Path(cfg.paths.doubt)
     codes = [c.code for c in class_list(cfg)]
     out.mkdir(parents=True, exist_ok=True)

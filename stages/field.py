@@ -34,7 +34,7 @@ def main() -> None:
     cfg = load_config(parser(__doc__).parse_args())
     settings = from_mapping(DoubtSettings, OmegaConf.to_container(cfg.doubt, resolve=True), "doubt")
     out = Path(cfg.paths.field_queue)
-    ensemble = Ensemble.load(cfg.paths.ckpt, device=str(cfg.infer.device))
+    ensemble = Ensemble.load(cfg.paths.ckpt, str(cfg.infer.device), str(cfg.infer.runtime))
     files = find_recordings(cfg.infer.input)
     if len(files) > settings.field_recordings:
         pick = np.random.default_rng(0).choice(len(files), settings.field_recordings, replace=False)

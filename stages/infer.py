@@ -38,7 +38,7 @@ def main() -> None:
     start = time.perf_counter()
     cfg = load_config(parser(__doc__).parse_args())
     c = cfg.infer
-    ensemble = Ensemble.load(cfg.paths.ckpt, str(c.device))
+    ensemble = Ensemble.load(cfg.paths.ckpt, str(c.device), str(cfg.infer.runtime))
     files = find_recordings(c.input)
     root = recordings_root(c.input, files)
     rel = {f: f.relative_to(root) if f.is_relative_to(root) else Path(f.name) for f in files}
@@ -103,7 +103,7 @@ def _label(cfg: Any, ensemble: Ensemble, files: list[Path], rel: dict[Path, Path
         f"{n_recordings} recordings ({audio / 60:.1f} min of audio), {len(skipped)} skipped, "
         f"{sum(per_class.values())} labels; {len(scored)} scored now, {len(done)} resumed from an earlier run",
         f"ensemble of {ensemble.members} checkpoint(s) from {cfg.paths.ckpt}, {len(ensemble.classes)} classes, "
-        f"engine {cfg.engine.name}",
+        f"engine {cfg.engine.name}" + (f", CNNs on {', '.join(dict.fromkeys(ensemble.runtimes))}" if ensemble.runtimes else ""),
         f"min_score {c.min_score}, overlap {c.overlap} s, merge {c.merge}, ignoring {', '.join(c.ignore)}",
         (f"{scoring:.1f} s scoring, {wall:.1f} s in all: {scored_audio / max(scoring, 1e-9):.0f}x real time "
          f"({scored_audio / max(wall, 1e-9):.0f}x with start-up); first recording labelled {first:.1f} s after the start")

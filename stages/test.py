@@ -34,7 +34,7 @@ def main() -> None:
     c = cfg.test
     kind, rows = read_annotations(c.annotations)  # first: a bad file fails before any model loads
     files = find_recordings(c.recordings)
-    ensemble = Ensemble.load(cfg.paths.ckpt, str(cfg.infer.device))
+    ensemble = Ensemble.load(cfg.paths.ckpt, str(cfg.infer.device), str(cfg.infer.runtime))
     codes = ensemble.codes
     rows, unmatched = match_annotations(c.annotations, rows, files, codes)
     with progress_bar(len(files), "test", bool(c.progress)) as bar:

@@ -10,6 +10,17 @@ from hawk.download.demo import synth_recording, write_audio
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def runtime_cache(tmp_path_factory) -> Path:
+    """Exported models (hawk.runtime) go to the session's temp folder, for stages run as processes too,
+    never to the user's ~/.cache."""
+    import os
+
+    path = tmp_path_factory.mktemp("hawk-cache")
+    os.environ["HAWK_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def audio_dir(tmp_path_factory) -> Path:
     """Real recordings in every supported format, several rates, mono and stereo."""

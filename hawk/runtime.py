@@ -1,0 +1,160 @@
+"""Where a CNN runs at inference: OpenVINO, ONNX Runtime or PyTorch.
+
+The checkpoint stays the source of truth. A runtime other than PyTorch gets an ONNX export of the
+checkpoint's network, made on first load and cached by the checkpoint's sha256 (with the input shape
+and the torch version), so later runs start in milliseconds. Before a runtime is used its scores on a
+fixed probe batch are compared with PyTorch's: beyond ``tolerance`` (infer's accuracy rule, 1e-3 in
+score) the next runtime is tried, so a faster runtime never changes which segments are labelled.
+A runtime whose package is missing is skipped the same way, down to PyTorch, which always works.
+
+``auto`` tries OpenVINO, then ONNX Runtime, then PyTorch on a CPU (the measured order on x86,
+``benchmarks/infer_profile.py``), and PyTorch on a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hawk.errors import HawkError
+from hawk.fsutil import atomic_open, sha256_file
+
+log = logging.getLogger(__name__)
+RUNTIMES = ("openvino", "onnxruntime", "torch")
+TOLERANCE = 1e-3  # largest score difference from PyTorch a runtime may make
+Runner = Callable[[np.ndarray], np.ndarray]  # (n, 1, height, width) float32 in [0, 1] -> (n, classes) logits
+
+
+class RuntimeUnavailable(HawkError, RuntimeError):
+    """A runtime that cannot run this model here (package missing, export failed, scores differ)."""
+
+
+def cache_dir() -> Path:
+    """Exported models live outside the project (they are a pure function of the checkpoint):
+    ``$HAWK_CACHE`` or ``$XDG_CACHE_HOME/hawk`` (default ``~/.cache/hawk``), then ``runtimes/``."""
+    root = os.environ.get("HAWK_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hawk"
+    return Path(root) / "runtimes"
+
+
+def order(runtime: str, device: str) -> list[str]:
+    """The runtimes to try, in turn, for ``runtime`` (a name or ``auto``) on ``device``."""
+    if runtime == "auto":
+        return ["torch"] if device != "cpu" else list(RUNTIMES)
+    if runtime not in RUNTIMES:
+        raise ValueError(f"infer.runtime must be auto or one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime != "torch" and device != "cpu":
+        raise ValueError(f"infer.runtime={runtime} runs on the CPU only; use torch (or auto) with device {device}")
+    return [runtime] if runtime == "torch" else [runtime, "torch"]
+
+
+def torch_runner(model: torch.nn.Module, device: str) -> Runner:
+    model = model.to(device).to(memory_format=torch.channels_last).eval()
+
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
+        return model(t).float().cpu().numpy()
+
+    return run
+
+
+def export_onnx(model: torch.nn.Module, shape: tuple[int, int], key: str) -> Path:
+    """The ONNX file of ``model`` for (height, width) inputs and any batch size, exported once per
+    ``key`` (the checkpoint's hash) and written atomically, so two processes never read half a file."""
+    path = cache_dir() / f"{key}-{shape[0]}x{shape[1]}-torch{torch.__version__}.onnx"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import warnings
+
+    try:
+        with warnings.catch_warnings(), atomic_open(path, "wb", durable=False) as f:
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
+            torch.onnx.export(model.cpu().eval(), (torch.zeros(1, 1, *shape),), f, input_names=["x"],
+                              output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
+                              dynamo=False)
+    except Exception as e:
+        raise RuntimeUnavailable(f"ONNX export failed ({type(e).__name__}: {e})") from e
+    return path
+
+
+def openvino_runner(onnx: Path, threads: int, precision: str = "f32") -> Runner:
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise RuntimeUnavailable("the openvino package is not installed") from e
+    core = ov.Core()
+    # the compiled blob is cached too (OpenVINO's own cache, keyed by the model and the CPU)
+    core.set_property({"CACHE_DIR": str(onnx.parent / "openvino")})
+    # f32 by default: on CPUs with AVX512-BF16 or AMX OpenVINO would pick BF16, 2.3x faster but with
+    # scores up to 6e-3 away from PyTorch's (benchmarks/infer_profile.py), beyond infer's accuracy rule
+    compiled = core.compile_model(str(onnx), "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                     "INFERENCE_PRECISION_HINT": precision})
+    request = compiled.create_infer_request()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.asarray(request.infer({0: x})[0], np.float32)
+
+    return run
+
+
+def onnxruntime_runner(onnx: Path, threads: int) -> Runner:
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise RuntimeUnavailable("the onnxruntime package is not installed") from e
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+    return lambda x: np.asarray(session.run(None, {"x": x})[0], np.float32)
+
+
+def probe(shape: tuple[int, int], n: int = 4) -> np.ndarray:
+    """A fixed batch that looks like spectrograms (smooth bands plus noise, one silent), the same in
+    every process, on which a runtime's scores are compared with PyTorch's."""
+    rng = np.random.default_rng(0)
+    h, w = shape
+    bands = np.sin(np.linspace(0, 3 * np.pi, h))[:, None] * np.cos(np.linspace(0, 7 * np.pi, w))[None]
+    x = np.clip(0.4 + 0.3 * bands[None] + 0.3 * rng.random((n, h, w)), 0, 1).astype(np.float32)
+    x[0] = 0
+    return x[:, None]
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.clip(x, -80, 80)))
+
+
+def build(model: torch.nn.Module, checkpoint: Path, shape: tuple[int, int], runtime: str = "auto",
+          device: str = "cpu", threads: int | None = None, tolerance: float = TOLERANCE) -> tuple[Runner, str]:
+    """The first runtime of :func:`order` that runs ``model`` (loaded from ``checkpoint``) within
+    ``tolerance`` of PyTorch's scores, and its name. Why a check per load: an exported graph or a
+    lower precision the runtime picks on its own (OpenVINO uses BF16 where the CPU has it unless told
+    otherwise) must never change labels silently."""
+    fallback = torch_runner(model, device)
+    names = order(runtime, device)
+    if names == ["torch"]:
+        return fallback, "torch"
+    threads = threads or torch.get_num_threads()
+    x = probe(shape)
+    want = sigmoid(fallback(x))
+    for name in names[:-1]:
+        try:
+            onnx = export_onnx(model, shape, sha256_file(checkpoint)[:16])
+            run = (openvino_runner if name == "openvino" else onnxruntime_runner)(onnx, threads)
+            diff = float(np.abs(sigmoid(run(x)) - want).max())
+            if diff > tolerance:
+                raise RuntimeUnavailable(f"its scores differ from PyTorch's by {diff:.1e} (> {tolerance:g})")
+            return run, name
+        except RuntimeUnavailable as e:
+            why = str(e)
+        except Exception as e:  # a runtime's own failure (unsupported operator, bad cache file)
+            why = f"{type(e).__name__}: {e}"
+        (log.warning if runtime == name else log.info)("%s: runtime %s not used (%s); trying the next", checkpoint.name,
+                                                       name, why)
+    return fallback, "torch"
