@@ -111,7 +111,7 @@ def main() -> None:
 
         counter = FlopCounterMode(display=False)
         with counter, torch.inference_mode():
-            ens.models[0](torch.zeros(1, 1, settings.spec_height, settings.spec_width))
+            model(torch.zeros(1, 1, settings.spec_height, settings.spec_width))
         flops = counter.get_total_flops()
         peak32, peak16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
 
