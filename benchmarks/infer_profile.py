@@ -90,12 +90,6 @@ def main() -> None:
             row("eager bf16 (autocast)", ens.scores)
         eager = ens.models
         model = fuse_for_inference(model_from_checkpoint(load_checkpoint(ckpt)))
-        try:
-            compiled = torch.compile(model)
-            ens.models = [runtime.torch_runner(compiled, "cpu")]
-            row("torch.compile fp32", ens.scores)
-        except Exception as e:  # a missing compiler is a result too
-            print(f"torch.compile: not available here ({type(e).__name__}: {e})")
         onnx = runtime.export_onnx(model, (settings.spec_height, settings.spec_width), "profile")
         threads = torch.get_num_threads()
         for name, make in [("onnxruntime fp32", lambda: runtime.onnxruntime_runner(onnx, threads)),
@@ -106,6 +100,13 @@ def main() -> None:
                 row(name, ens.scores)
             except runtime.RuntimeUnavailable as e:
                 print(f"{name}: not available here ({e})")
+        # last: torch.compile leaves compiler worker processes behind that would slow the rows after it
+        try:
+            compiled = torch.compile(model)
+            ens.models = [runtime.torch_runner(compiled, "cpu")]
+            row("torch.compile fp32", ens.scores)
+        except Exception as e:  # a missing compiler is a result too
+            print(f"torch.compile: not available here ({type(e).__name__}: {e})")
         ens.models = eager
         from torch.utils.flop_counter import FlopCounterMode
 
