@@ -119,6 +119,7 @@ def reference_text() -> str:
 
 
 README = ROOT / "README.md"
+CLUSTER = ROOT / "docs" / "cluster.md"
 BEGIN, END = "<!-- quality table: made by benchmarks/report.py -->", "<!-- end of quality table -->"
 
 
@@ -223,6 +224,35 @@ def scale_table(path: Path) -> str:
     return "\n".join([SCALE_BEGIN, *rows, SCALE_END])
 
 
+SPEED_BEGIN, SPEED_END = "<!-- speed table: made by benchmarks/report.py -->", "<!-- end of speed table -->"
+PROFILE_NAMES = {"torch": "eager fp32", "onnxruntime": "onnxruntime fp32", "openvino": "openvino fp32"}
+
+
+def speed_table(profile: Path, speed: Path) -> str:
+    """README's inference-speed table: per runtime, the network alone (infer_profile.py: windows/s,
+    share of the CPU's matrix-product peak, largest score difference from PyTorch) and the whole
+    infer command at HawkEars' settings (infer_speed.py), with what 10,000 hours would take."""
+    rows = ["| runtime (`infer.runtime`) | network | of the CPU's peak | max score diff | whole `infer` | "
+            "10,000 h on one machine |", "|---|---|---|---|---|---|"]
+    if not (profile.exists() and speed.exists()):
+        return "\n".join([SPEED_BEGIN, *rows, SPEED_END])
+    prof, spd = (json.loads(p.read_text(encoding="utf-8")) for p in (profile, speed))
+    default = next((k for k in spd["figures"]["runtimes"] if k.startswith("auto")), "")
+    for name, v in prof["figures"]["runtimes"].items():
+        if name.startswith("torch.compile"):  # no faster than eager here; docs/benchmarks.md has it
+            continue
+        runtime = next((k for k, n in PROFILE_NAMES.items() if n == name), None)
+        whole = spd["figures"]["runtimes"].get(runtime or "", {}).get("whole_command_x_real_time")
+        label = f"{name}{' (default)' if runtime and f'({runtime})' in default else ''}"
+        rows.append(f"| {label} | {v['windows_per_s']} windows/s | {v['share_of_peak']:.0%} | {v['max_abs_diff']:.0e}"
+                    f"{'' if v['meets_rule'] else ' (too far)'} | " + (f"{whole:.0f}x real time | "
+                    f"{36e6 / whole / 3600:.0f} h |" if whole else "| |"))
+    rows.append(f"\n`benchmarks/results/{profile.name}` ({prof['figures']['gflops_per_window']} GFLOPs per window), "
+                f"`{speed.name}` ({spd['figures']['audio_seconds'] / 60:.0f} min of audio): commit {spd.get('commit')}, "
+                f"{prof['machine'].get('cpu')} ({prof['machine'].get('cores')} cores)")
+    return "\n".join([SPEED_BEGIN, *rows, SPEED_END])
+
+
 DEDUP_BEGIN, DEDUP_END = "<!-- dedup table: made by benchmarks/report.py -->", "<!-- end of dedup table -->"
 
 
@@ -279,9 +309,13 @@ def _between(text: str, begin: str, end: str, table: str) -> str:
 def readme_text(files: list[Path]) -> str:
     text = _between(README.read_text(encoding="utf-8"), BEGIN, END, quality_table(files, ("recorded",)))
     text = _between(text, PER_CLASS_BEGIN, PER_CLASS_END, per_class_table(files))
-    text = _between(text, SCALE_BEGIN, SCALE_END, scale_table(RESULTS / "ray-scale.json"))
+    text = _between(text, SPEED_BEGIN, SPEED_END, speed_table(RESULTS / "infer-profile.json", RESULTS / "infer-speed.json"))
     text = _between(text, AGILE_BEGIN, AGILE_END, agile_table(sorted(RESULTS.glob("agile-*.json"))))
     return _between(text, DEDUP_BEGIN, DEDUP_END, dedup_table(RESULTS / "dedup-accuracy.json"))
+
+
+def cluster_text() -> str:
+    return _between(CLUSTER.read_text(encoding="utf-8"), SCALE_BEGIN, SCALE_END, scale_table(RESULTS / "ray-scale.json"))
 
 
 def main() -> None:
@@ -291,13 +325,14 @@ def main() -> None:
     files = sorted(RESULTS.glob("*.json"))
     text, readme = render(files), readme_text(sorted([*RESULTS.glob("quality-*.json"), *RESULTS.glob("birdnet-analyzer-*.json")]))
     if args.check:
-        for path, want in ((PAGE, text), (README, readme), (REFERENCE, reference_text())):
+        for path, want in ((PAGE, text), (README, readme), (REFERENCE, reference_text()), (CLUSTER, cluster_text())):
             if not path.exists() or path.read_text(encoding="utf-8") != want:
                 sys.exit(f"{path.relative_to(ROOT)} is not what {RESULTS.relative_to(ROOT)} says: "
                          "run python benchmarks/report.py")
         return
     PAGE.write_text(text, encoding="utf-8")
     README.write_text(readme, encoding="utf-8")
+    CLUSTER.write_text(cluster_text(), encoding="utf-8")
     REFERENCE.write_text(reference_text(), encoding="utf-8")
     print(f"wrote {PAGE.relative_to(ROOT)} and README's tables from {len(list(RESULTS.glob('*.json')))} result files")
 
