@@ -143,9 +143,10 @@ def build(model: torch.nn.Module, checkpoint: Path, shape: tuple[int, int], runt
     threads = threads or torch.get_num_threads()
     x = probe(shape)
     want = sigmoid(fallback(x))
+    key = sha256_file(checkpoint)[:16]  # read once: every runtime tried shares the one export
     for name in names[:-1]:
         try:
-            onnx = export_onnx(model, shape, sha256_file(checkpoint)[:16])
+            onnx = export_onnx(model, shape, key)
             run = (openvino_runner if name == "openvino" else onnxruntime_runner)(onnx, threads)
             diff = float(np.abs(sigmoid(run(x)) - want).max())
             if diff > tolerance:

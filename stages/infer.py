@@ -38,7 +38,7 @@ def main() -> None:
     start = time.perf_counter()
     cfg = load_config(parser(__doc__).parse_args())
     c = cfg.infer
-    ensemble = Ensemble.load(cfg.paths.ckpt, str(c.device), str(cfg.infer.runtime))
+    ensemble = Ensemble.load(cfg.paths.ckpt, str(c.device), str(c.runtime))
     files = find_recordings(c.input)
     root = recordings_root(c.input, files)
     rel = {f: f.relative_to(root) if f.is_relative_to(root) else Path(f.name) for f in files}
