@@ -61,6 +61,7 @@ class Ensemble:
     heads: list[torch.nn.Module] = field(default_factory=list)
     embedder: Any = None  # the heads' hawk.embed.Embedder
     runtimes: list[str] = field(default_factory=list)  # where each CNN runs
+    runtime: str = "auto"  # the runtime asked for; Ray workers load with it too
 
     @property
     def members(self) -> int:
@@ -100,7 +101,7 @@ class Ensemble:
         runs = [c.get("extra", {}).get("mlflow_run_id") for c in ckpts]
         return cls(paths, [run for run, _ in built], list(next(iter(lists))), settings, device,
                    [r for r in dict.fromkeys(runs) if r], [model_from_checkpoint(c) for c in heads.values()],
-                   _head_embedder(source, heads) if heads else None, [name for _, name in built])
+                   _head_embedder(source, heads) if heads else None, [name for _, name in built], runtime)
 
     @property
     def codes(self) -> list[str]:
@@ -388,7 +389,7 @@ def iter_scores(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, cal
     # workers run in their own folders: they get absolute paths, the caller gets its own back; not
     # resolved, so two inputs that are links to one file stay two recordings, as on the local engine
     given = {os.path.abspath(f): f for f in files}
-    load = functools.partial(Ensemble.load, [p.resolve() for p in ensemble.paths], "auto")
+    load = functools.partial(Ensemble.load, [p.resolve() for p in ensemble.paths], "auto", ensemble.runtime)
     call = functools.partial(score_segments, calibration=calibration, batch_size=batch_size)
     # the parts of each recording come from its header, read by the workers (many headers at once, on
     # the cluster's file system) rather than one after another by this process
