@@ -120,6 +120,7 @@ def reference_text() -> str:
 
 README = ROOT / "README.md"
 CLUSTER = ROOT / "docs" / "cluster.md"
+SUPERSEDED = re.compile(r"-[0-9a-f]{7}$")  # quality-...-head-<commit>: earlier defaults, kept for docs/benchmarks.md
 BEGIN, END = "<!-- quality table: made by benchmarks/report.py -->", "<!-- end of quality table -->"
 
 
@@ -153,18 +154,27 @@ def quality_table(files: list[Path], designs: tuple[str, ...] = ("recorded", "sy
             what = " ".join(o for o in f.get("overrides", []) if o != "dedup.mode=remove") or "defaults"
             alone = ", ".join(f"{k} {v['per_sound']:.3f}" for k, v in (f.get("members_macro_ap") or {}).items())
             rows.append((design, seed, f"hawk {r.get('commit', '')} ({what})" + (f"; alone: {alone}"
-                         if alone else ""), f["macro_ap"], _selection(f),
-                         f"{f['wall_seconds']} s" if "wall_seconds" in f else "", path.stem))
+                         if alone else ""), f["macro_ap"], _selection(f), _wall(f), path.stem))
         else:
             rows += [(design, seed, f"BirdNET-Analyzer 2.4.0, {mode}", v, "",
                       f"{v['train_seconds'] + v['analyze_seconds']} s" if "train_seconds" in v else "", path.stem)
                      for mode, v in f.items() if isinstance(v, dict)]
     rows.sort(key=lambda x: (x[0] != "recorded", x[1]))
     table = ["| kit | system | macro AP per sound / minute / recording | curation: ROC-AUC / kept empty / "
-             "call windows dropped (calls missed) | wall | `benchmarks/results/` |", "|---|---|---|---|---|---|",
+             "call windows dropped (calls missed) | wall (model) | `benchmarks/results/` |", "|---|---|---|---|---|---|",
              *(f"| {d}, seed {s} | {what} | {_ap(ap)} | {sel} | {wall} | {stem} |"
                for d, s, what, ap, sel, wall, stem in rows)]
     return "\n".join([BEGIN, *table, END] if markers else table)
+
+
+def _wall(figures: dict[str, Any]) -> str:
+    """A hawk run's whole ``dvc repro`` and, in brackets, when its first usable model existed: the
+    stages up to and including ``train`` (what a user waits for before infer can run)."""
+    if "wall_seconds" not in figures:
+        return ""
+    stages = list(figures.get("stage_seconds") or {})
+    ready = sum(figures["stage_seconds"][s] for s in stages[: stages.index("train") + 1]) if "train" in stages else None
+    return f"{figures['wall_seconds']} s" + (f" ({ready} s)" if ready is not None else "")
 
 
 def per_class_table(files: list[Path]) -> str:
@@ -323,7 +333,8 @@ def main() -> None:
     p.add_argument("--check", action="store_true")
     args = p.parse_args()
     files = sorted(RESULTS.glob("*.json"))
-    text, readme = render(files), readme_text(sorted([*RESULTS.glob("quality-*.json"), *RESULTS.glob("birdnet-analyzer-*.json")]))
+    current = [p for p in RESULTS.glob("quality-*.json") if not SUPERSEDED.search(p.stem)]
+    text, readme = render(files), readme_text(sorted([*current, *RESULTS.glob("birdnet-analyzer-*.json")]))
     if args.check:
         for path, want in ((PAGE, text), (README, readme), (REFERENCE, reference_text()), (CLUSTER, cluster_text())):
             if not path.exists() or path.read_text(encoding="utf-8") != want:
