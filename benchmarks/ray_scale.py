@@ -172,8 +172,10 @@ def main() -> None:
         ckpt = tmp / "ckpt"
         save_checkpoint(ckpt / "m.ckpt", "custom_hgnet_2", create_model("custom_hgnet_2", len(CLASSES)), CLASSES,
                         SpecSettings().to_dict())
+        ens = Ensemble.load(ckpt, "cpu")  # infer.runtime=auto, as every command below
+        figures["runtime"] = ens.runtimes[0]
         if "files" in only:
-            figures["files"] = in_process(tmp, args.files, args.seconds, Ensemble.load(ckpt, "cpu"))
+            figures["files"] = in_process(tmp, args.files, args.seconds, ens)
         if "archive" in only:
             figures["archive"] = archive(tmp, args.archive, ckpt)
         if "long" in only:

@@ -229,8 +229,14 @@ def scale_table(path: Path) -> str:
             rows.append(f"| one {h.group(1) if h else '?'}-h recording | {engine} | {v['wall_s']:.0f} s | "
                         f"{v['x_real_time']}x | {v['x_real_time'] / cores:.0f}x | "
                         f"{v['driver_peak_mb']} MB | {v['first_result_s']:.1f} s |")
+        ray2 = (f.get("long") or {}).get("ray, 2 workers")
+        if ray2:
+            per_core = ray2["x_real_time"] / 2
+            hours = ", ".join(f"{n} → {10_000 / (per_core * 2 * n):,.1f} h" for n in (1, 10, 100))
+            rows.append(f"\nA 10,000-hour archive on N such 2-core workers, on paper at Ray's measured "
+                        f"{per_core:.0f}x real time per core: {hours}.")
         rows.append(f"\n`benchmarks/results/{path.name}`: commit {r.get('commit')}, {r['machine'].get('cpu')} "
-                    f"({r['machine'].get('cores')} cores)")
+                    f"({r['machine'].get('cores')} cores), runtime {f.get('runtime', 'torch')}")
     return "\n".join([SCALE_BEGIN, *rows, SCALE_END])
 
 
