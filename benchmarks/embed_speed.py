@@ -1,9 +1,11 @@
-"""Embedding throughput of the embed step (BirdNET v2.4 via ai-edge-litert), spectrograms per second.
+"""Embedding throughput of the embed step (BirdNET v2.4), spectrograms per second, per runtime.
 
     python benchmarks/embed_speed.py [--recordings 10] [--seconds 60]
 
-Builds a class database from synthetic recordings in a temporary folder, then embeds it with 1 thread
-and with all cores; includes reading and resampling the audio to 48 kHz. BirdNET's weights are
+Builds a class database from synthetic recordings in a temporary folder, then embeds it with each
+``embedder.runtime`` (``auto``: front end as matrix products + network on OpenVINO; ``litert``: the
+model as shipped), with 1 thread and with all cores; includes reading and resampling the audio to
+48 kHz. Records the largest embedding difference between the runtimes. BirdNET's weights are
 licensed CC BY-NC-SA 4.0.
 """
 
@@ -11,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 import tempfile
 from pathlib import Path
 
 from hawk.download.demo import synth_recording, write_audio
 from hawk.embed import create_embedder
 from hawk.embed.run import embed_class
+from hawk.embed.store import load_embeddings
 from hawk.extract import extract_class
 from hawk.spectrogram import SpecSettings
 from results import record
@@ -34,15 +38,22 @@ def main() -> None:
         for i in range(args.recordings):
             write_audio(rec / f"r{i}.flac", synth_recording("warble", i, args.seconds, 44100), 44100)
         extract_class(rec, root / "X.db", root / "x.csv", "X", "X", SpecSettings(), show_progress=False)
-        rates = {}
-        for threads in (1, os.cpu_count() or 1):
-            emb = create_embedder("birdnet", threads=threads)
-            out = root / f"X{threads}.npz"
-            res = embed_class(root / "X.db", rec, emb, out, root / "r.csv", "X", show_progress=False)
-            print(f"birdnet, {threads} thread(s): {res.embedded} spectrograms in {res.seconds:.1f} s = "
-                  f"{res.embedded / res.seconds:.1f} spectrograms/s ({res.seconds / res.embedded * 1000:.0f} ms each)")
-            rates[f"birdnet_{threads}_threads_spectrograms_per_s"] = round(res.embedded / res.seconds, 1)
-    record("embed-speed", "BirdNET embedding speed", {**rates, "recordings": args.recordings, "seconds_each": args.seconds},
+        runtimes: dict[str, Any] = {}
+        vectors = {}
+        for runtime in ("auto", "litert"):
+            for threads in (1, os.cpu_count() or 1):
+                emb = create_embedder("birdnet", threads=threads, runtime=runtime)
+                out = root / f"X-{runtime}-{threads}.npz"
+                res = embed_class(root / "X.db", rec, emb, out, root / "r.csv", "X", show_progress=False)
+                rate = res.embedded / res.seconds
+                print(f"birdnet {runtime} ({emb.runtime}), {threads} thread(s): {res.embedded} spectrograms in "
+                      f"{res.seconds:.1f} s = {rate:.1f} spectrograms/s ({1000 / rate:.0f} ms each)")
+                runtimes.setdefault(runtime, {"ran_as": emb.runtime})[f"{threads}_threads_spectrograms_per_s"] = round(rate, 1)
+                vectors[runtime] = load_embeddings(out).vectors
+        diff = float(abs(vectors["auto"] - vectors["litert"]).max())
+        print(f"largest difference between the runtimes' (unit-length) embeddings: {diff:.1e}")
+    record("embed-speed", "BirdNET embedding speed", {"runtimes": runtimes, "max_abs_diff_unit_vectors": diff,
+                                                      "recordings": args.recordings, "seconds_each": args.seconds},
            command="python benchmarks/embed_speed.py", notes="Audio reading included; BirdNET v2.4 (CC BY-NC-SA 4.0).")
 
 

@@ -129,6 +129,7 @@ class BirdNET:
     name: Literal["birdnet"]
     threads: int = setting(ge=0)
     batch_size: int = setting(ge=1)
+    runtime: str = setting(choices=("auto", "litert"))  # hawk.embed.birdnet.RUNTIMES
     progress: bool = setting()
 
 
