@@ -1,9 +1,12 @@
 """BirdNET's fast path (front end as matrix products, network on OpenVINO) against the model as shipped
 on LiteRT: the same embeddings on real audio, digital silence and zero-padded ends; a clear error for
-an unknown runtime; the shipped model, with a warning, when the start-up check fails."""
+an unknown runtime; the shipped model, with a warning, when the start-up check fails; the check's
+reference cached, and made again when the cache is bad."""
 
 import numpy as np
 import pytest
+
+from hawk.runtime import cache_dir
 
 import hawk.embed.birdnet as birdnet
 from hawk.download.demo import synth_recording
@@ -51,3 +54,13 @@ def test_a_failed_check_falls_back_to_the_shipped_model(segments, shipped, monke
         slow = create_embedder("birdnet", threads=1)
     assert slow.runtime == "litert"
     assert np.array_equal(slow.embed(segments[:2]), shipped.embed(segments[:2]))
+
+
+def test_the_shipped_models_reference_is_cached_and_a_bad_cache_is_made_again(segments, shipped):
+    create_embedder("birdnet", threads=1)
+    (cached,) = cache_dir().glob("birdnet-probe-*.npy")
+    want = np.load(cached)
+    assert np.array_equal(want, shipped.embed(birdnet.probe()))
+    cached.write_bytes(b"not an array")
+    assert create_embedder("birdnet", threads=1).runtime == "front+openvino"
+    assert np.array_equal(np.load(cached), want)

@@ -8,6 +8,7 @@ is printed the first time the model is loaded in a process.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -22,6 +23,7 @@ import numpy as np
 from hawk.embed.base import Embedder, EmbedderError
 from hawk.embed.birdnet_front import OUTPUT, Front
 from hawk.embed.tflite_graph import Graph
+from hawk.fsutil import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +84,40 @@ class BirdNETEmbedder(Embedder):
             _licence_shown = True
         self.threads = threads or os.cpu_count() or 1
         self.batch_size = max(1, batch_size)
-        shipped = _Interpreter(model_path(), self.threads)
-        self.runtime, self._run = "litert", shipped
+        self.runtime = "litert"
+        self._run: Callable[[np.ndarray], np.ndarray] | None = None
         if runtime == "auto":
             try:
                 run, name = self._split()
-                want, got = shipped(probe()), run(probe())
-                diff = float(np.abs(want - got).max())
+                diff = float(np.abs(self._reference() - run(probe())).max())
                 if diff > PROBE_TOLERANCE:
                     raise EmbedderError(f"its embeddings differ from the shipped model's by {diff:.1e}")
                 self.runtime, self._run = name, run
             except Exception as e:  # an unsupported operator, a LiteRT or OpenVINO build that differs
                 warnings.warn(f"BirdNET embedder: the fast path is not used ({type(e).__name__}: {e}); "
                               "running the model as shipped on LiteRT", stacklevel=2)
+        if self._run is None:
+            self._run = _Interpreter(model_path(), self.threads)
+
+    def _reference(self) -> np.ndarray:
+        """The shipped model's embeddings of :func:`probe`, cached (``$HAWK_CACHE``) by the model file's
+        hash and the LiteRT version: making them costs a LiteRT start (~1 s) in every process."""
+        from ai_edge_litert import __version__ as litert
+        from hawk.runtime import cache_dir
+
+        path = model_path()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        cached = cache_dir() / f"birdnet-probe-{digest}-litert{litert}.npy"
+        try:
+            want = np.load(cached)
+            if want.shape == (len(probe()), self.dim):
+                return want
+        except (OSError, ValueError):  # not made yet, or not a file np.save wrote: make it again
+            pass
+        want = _in_steps(_Interpreter(path, self.threads), probe(), 1)
+        with atomic_open(cached, "wb") as f:
+            np.save(f, want)
+        return want
 
     def _split(self) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
         """The front end as matrix products, then the network from the front end's output on."""
@@ -112,10 +135,13 @@ class BirdNETEmbedder(Embedder):
     def embed(self, batch: np.ndarray) -> np.ndarray:
         # the shipped model runs one segment per call: batched, LiteRT's kernels for it got up to 7x
         # slower per segment on recorded-like audio (benchmarks/embed_speed.py)
-        step = 1 if self.runtime == "litert" else self.batch_size
-        out = [self._run(np.ascontiguousarray(batch[start : start + step], np.float32))
-               for start in range(0, len(batch), step)]
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        out = _in_steps(self._run, batch, 1 if self.runtime == "litert" else self.batch_size)
+        return out if len(out) else np.zeros((0, self.dim), np.float32)
+
+
+def _in_steps(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, step: int) -> np.ndarray:
+    out = [run(np.ascontiguousarray(batch[start : start + step], np.float32)) for start in range(0, len(batch), step)]
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
 class _Interpreter:
