@@ -240,6 +240,7 @@ def scale_table(path: Path) -> str:
     return "\n".join([SCALE_BEGIN, *rows, SCALE_END])
 
 
+EMBED_SPEED = RESULTS / "embed-speed.json"
 SPEED_BEGIN, SPEED_END = "<!-- speed table: made by benchmarks/report.py -->", "<!-- end of speed table -->"
 PROFILE_NAMES = {"torch": "eager fp32", "onnxruntime": "onnxruntime fp32", "openvino": "openvino fp32"}
 
@@ -266,6 +267,11 @@ def speed_table(profile: Path, speed: Path) -> str:
     rows.append(f"\n`benchmarks/results/{profile.name}` ({prof['figures']['gflops_per_window']} GFLOPs per window), "
                 f"`{speed.name}` ({spd['figures']['audio_seconds'] / 60:.0f} min of audio): commit {spd.get('commit')}, "
                 f"{prof['machine'].get('cpu')} ({prof['machine'].get('cores')} cores)")
+    if EMBED_SPEED.exists():
+        emb = json.loads(EMBED_SPEED.read_text(encoding="utf-8"))
+        cores = emb["machine"].get("cores")
+        rates = "; ".join(f"{name} {v[f'{cores}_threads_network_windows_per_s']:.0f}" for name, v in emb["figures"]["runtimes"].items())
+        rows.append(f"\nBirdNET embedding (`embedder.runtime`), windows/s: {rates} (`{EMBED_SPEED.name}`)")
     return "\n".join([SPEED_BEGIN, *rows, SPEED_END])
 
 
