@@ -43,7 +43,7 @@ demo: $(BIN)/.installed
 	dvc repro
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=15
 
 params: $(BIN)/.installed
 	$(BIN)/python -m stages.compose

@@ -245,11 +245,29 @@ def browser():
             pytest.fail(f"CI must have a browser: {why}")
         pytest.skip(why)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=[
+        b = p.chromium.launch(executable_path=exe, timeout=0, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"])
-        yield b
+        yield _NoDeadlines(b)
         b.close()
+
+
+class _NoDeadlines:
+    """The browser with Playwright's 30-s waits turned off: on a busy machine a page is slow, not
+    wrong, and pytest-timeout bounds a hang."""
+
+    def __init__(self, browser):
+        self._browser = browser
+
+    def new_context(self, **kw):
+        context = self._browser.new_context(**kw)
+        context.set_default_timeout(0)
+        return context
+
+    def new_page(self, **kw):
+        page = self._browser.new_page(**kw)
+        page.context.set_default_timeout(0)
+        return page
 
 
 def _counts(page):
