@@ -7,10 +7,15 @@ in each, every bird class gets `--budget` verdicts (Noise and Other are kept who
 retrains and the per-sound macro AP on the kit's test soundscapes is read:
 - doubt: the first windows of data/doubt/<CODE>/queue.csv, answered on the review page's own code path
   (hawk.review.QueueFolder: up yes, down no);
+- field: the first windows of data/field_queue/<CODE>/queue.csv, the model's questions about "your own
+  recordings": the kit's field soundscapes (like the test ones, other seeds, never scored; the
+  project's infer.input in every arm), answered on the page's code path (hawk.review.FieldQueueFolder:
+  a yes becomes a training clip of the class);
 - random: windows drawn at random from the class's candidates, answered yes or no alike;
 - search: the seed's search-and-delete: the windows nearest (BirdNET cosine) to the class's best
   kept window, the query a person would pick, where the person only deletes (rejects) the bad ones.
-The reviewer answers from the kit's truth: yes when the 3-s window holds a call of its class.
+The reviewer answers from the kit's truth: yes when the 3-s window holds a call of its class (for
+field windows, the field soundscapes' annotations).
 
     python benchmarks/agile.py [--work /tmp/hawk-agile] [--budget 20] [--rounds 3] [--design recorded --seed 0]
                                [--set experiment=cnn ...]
@@ -21,10 +26,12 @@ The result goes to benchmarks/results/<name>.json. A benchmark, run by hand (30-
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from kit import add_kit_arguments, kit_from  # noqa: E402
+from kit import add_kit_arguments, field_recordings, kit_from  # noqa: E402
 from quality import _calls, _holds, project, selection_quality, sh  # noqa: E402
 from results import commit, record  # noqa: E402
 
-ARMS = ("doubt", "random", "search")
+ARMS = ("doubt", "field", "random", "search")
 WHOLE = ("Noise", "Other")
 
 
@@ -98,14 +105,35 @@ def write_verdicts(repo: Path, code: str, answers: list[tuple[str, float, bool]]
         renderer.save(spec, to / image_name(f, o))
 
 
+def field_calls(annotations: Path) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """(recording stem, class) -> its annotated sounds, for the reviewer of field windows."""
+    calls = defaultdict(list)
+    with open(annotations, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            calls[(r["recording"], r["species"])].append((float(r["start_time"]), float(r["end_time"])))
+    return calls
+
+
 def review_round(repo: Path, arm: str, codes: list[str], calls: dict, budget: int,
-                 rng: np.random.Generator) -> dict[str, int]:
+                 rng: np.random.Generator, field: Path) -> dict[str, int]:
     """One round of ``budget`` verdicts per class; returns how many were yes and no."""
     from hawk.doubt import read_queue
-    from hawk.review import QueueFolder
+    from hawk.review import FieldQueueFolder, QueueFolder
 
     said = {"yes": 0, "no": 0}
+    if arm == "field":
+        audio = yaml.safe_load((repo / "params.yaml").read_text())["audio"]
+        truth = field_calls(field.parent / "annotations.csv")
     for code in codes:
+        if arm == "field":
+            folder = FieldQueueFolder(f"{code}-field", repo / "data" / "field_queue" / code,
+                                      repo / "data" / "field" / code, field, int(audio["sample_rate"]),
+                                      float(audio["segment_len"]))
+            for row in read_queue(folder.path)[:budget]:
+                yes = _holds(truth.get((Path(row["file"]).stem, code), []), float(row["offset"]))
+                folder.move(row["image"], "kept" if yes else "rejected")
+                said["yes" if yes else "no"] += 1
+            continue
         if arm == "doubt":
             folder = QueueFolder(f"{code}-doubt", repo / "data" / "doubt" / code, repo / "data" / "curation" / code,
                                  repo / "data" / "recordings" / code)
@@ -141,8 +169,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     kit = kit_from(work, args)
     calls = _calls(kit / "truth.csv")
+    field = field_recordings(kit, args.soundscapes, args.seed, args.design, args.sounds.expanduser().resolve())
     at = commit()
-    base = project(work, kit, args.overrides)
+    base = project(work, kit, [f"infer.input={field}", *args.overrides])
     start = time.perf_counter()
     sh(base, "dvc", "repro", stream=True)
     first = {"per_sound_ap": per_sound_ap(base), "seconds": round(time.perf_counter() - start),
@@ -159,7 +188,7 @@ def main() -> None:
         rng = np.random.default_rng(args.seed)
         rounds = []
         for r in range(1, args.rounds + 1):
-            said = review_round(repo, arm, codes, calls, args.budget, rng)
+            said = review_round(repo, arm, codes, calls, args.budget, rng, field)
             start = time.perf_counter()
             _, times = sh(repo, "dvc", "repro")
             row = {"round": r, "per_sound_ap": per_sound_ap(repo), "seconds": round(time.perf_counter() - start),

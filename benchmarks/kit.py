@@ -341,8 +341,7 @@ def make_kit(out: Path, recordings: int = 7, soundscapes: int = 12, seed: int = 
     fetches its sounds into ``sounds`` first (``benchmarks/sounds.py``)."""
     if design not in DESIGNS:
         raise ValueError(f"kit design {design!r}: expected one of {', '.join(DESIGNS)}")
-    clips = Recorded(recorded.load(recorded.fetch(sounds))) if design == "recorded" else None
-    birds = {**BIRDS, **MORE_BIRDS} if clips else BIRDS
+    birds, clips = _cast(design, sounds)
     truth = []
     classes = {**{c: n for c, (n, _) in birds.items()}, "Noise": "Noise", "Other": "Other"}
     total = 0.0
@@ -360,16 +359,7 @@ def make_kit(out: Path, recordings: int = 7, soundscapes: int = 12, seed: int = 
             write_audio(folder / name, signal, sr)
             truth += [(name, c, round(a, 3), round(b, 3), f) for c, a, b, f in calls]
             total += dur
-    test = out / "test" / "recordings"
-    test.mkdir(parents=True, exist_ok=True)
-    notes = []
-    for i in range(soundscapes):
-        rng = np.random.default_rng([seed, 999, i])
-        signal, ann = soundscape(rng, test_seconds, 32000, birds, clips)
-        stem = f"SITE{i:02d}"
-        write_audio(test / f"{stem}.{'flac' if i % 2 else 'wav'}", signal, 32000)
-        notes += [(stem, c, a, b) for c, a, b in ann]
-    write_annotations(out / "test" / "annotations.csv", notes)
+    notes = _soundscapes(out / "test", soundscapes, [seed, 999], "SITE", test_seconds, birds, clips)
     with open(out / "truth.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["file", "code", "start", "end", "focal"])
@@ -387,6 +377,39 @@ def make_kit(out: Path, recordings: int = 7, soundscapes: int = 12, seed: int = 
              for code, name in classes.items()]
     (out / "classes.yaml").write_text("# the benchmark kit (benchmarks/kit.py)\n" + "\n".join(lines) + "\n")
     return counts
+
+
+def _cast(design: str, sounds: Path) -> tuple[dict, Recorded | None]:
+    """The design's bird classes and its recorded sounds (None for the synthetic design)."""
+    clips = Recorded(recorded.load(recorded.fetch(sounds))) if design == "recorded" else None
+    return ({**BIRDS, **MORE_BIRDS} if clips else BIRDS), clips
+
+
+def _soundscapes(out: Path, count: int, seed: list[int], prefix: str, seconds: float, birds: dict,
+                 clips: Recorded | None) -> list[tuple[str, str, float, float]]:
+    """``count`` soundscapes into ``out/recordings/`` with their per-sound ``out/annotations.csv``."""
+    folder = out / "recordings"
+    folder.mkdir(parents=True, exist_ok=True)
+    notes = []
+    for i in range(count):
+        signal, ann = soundscape(np.random.default_rng([*seed, i]), seconds, 32000, birds, clips)
+        stem = f"{prefix}{i:02d}"
+        write_audio(folder / f"{stem}.{'flac' if i % 2 else 'wav'}", signal, 32000)
+        notes += [(stem, c, a, b) for c, a, b in ann]
+    write_annotations(out / "annotations.csv", notes)
+    return notes
+
+
+def field_recordings(kit: Path, count: int = 12, seed: int = 0, design: str = "recorded", sounds: Path = SOUNDS,
+                     seconds: float = 60.0) -> Path:
+    """``kit/field/``: soundscapes like the test ones but never scored, the user's "own recordings" of
+    the agile loop's field queue (``infer.input``); their ``annotations.csv`` is for a simulated
+    reviewer only. Other seeds than the test soundscapes', made once."""
+    out = kit / "field"
+    if not (out / "annotations.csv").exists():
+        birds, clips = _cast(design, sounds)
+        _soundscapes(out, count, [seed, 998], "FIELD", seconds, birds, clips)
+    return out / "recordings"
 
 
 def main() -> None:
