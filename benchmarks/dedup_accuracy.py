@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from hawk.dedup import FingerprintSettings, Recording, find_duplicates, load_recordings  # noqa: E402
+from hawk.dedup import FingerprintSettings, Recording, find_duplicates, load_recordings, summary_bands  # noqa: E402
 from hawk.extract import extract_class  # noqa: E402
 from hawk.spectrogram import SpecSettings  # noqa: E402
 from results import record  # noqa: E402
@@ -77,6 +77,7 @@ def main() -> None:
     p.add_argument("--all-pairs-up-to", type=int, default=5000, help="largest size also compared pair by pair")
     args = p.parse_args()
     s = SpecSettings()
+    summary = summary_bands(s.to_dict(), FingerprintSettings())  # as the dedup stage: the bands below 8 kHz
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         truth = plant(root / "rec", args.originals)
@@ -87,7 +88,7 @@ def main() -> None:
             classes.append((code, root / f"{code}.db", root / "rec" / code))
         t = time.perf_counter()
         recs = load_recordings(classes, FingerprintSettings(), show_progress=False)
-        dups = find_duplicates(recs, s.sample_rate / s.hop_length / 4, show_progress=False)
+        dups = find_duplicates(recs, s.sample_rate / s.hop_length / 4, show_progress=False, summary=summary)
         seconds = time.perf_counter() - t
     groups: dict[int, set] = {}
     for d in dups:
@@ -109,7 +110,7 @@ def main() -> None:
             recs, planted = synthetic(n, fps)
             for k in (16, 0) if n <= args.all_pairs_up_to else (16,):
                 t = time.perf_counter()
-                dups = find_duplicates(recs, fps, show_progress=False, neighbours=k)
+                dups = find_duplicates(recs, fps, show_progress=False, neighbours=k, summary=summary)
                 took = time.perf_counter() - t
                 found = {frozenset((d.kept.filename, d.duplicate.filename)) for d in dups}
                 hit = len(found & planted)

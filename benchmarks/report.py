@@ -302,20 +302,22 @@ AGILE_BEGIN, AGILE_END = "<!-- agile table: made by benchmarks/report.py -->", "
 def agile_table(files: list[Path]) -> str:
     """README's agile-loop table from agile.py's files: per-sound macro AP before review and after
     each round, per way of spending the verdicts, and a round's wall time."""
-    rows = ["| kit | verdicts per class and round | before | doubt queue: after rounds 1 / 2 / 3 | random | "
-            "search-and-delete | a round's `dvc repro` (doubt) |", "|---|---|---|---|---|---|---|"]
+    rows = ["| kit | verdicts per class and round | before | after rounds 1 / 2 / 3: doubt queue | field queue | "
+            "random | search-and-delete | a round's `dvc repro` (doubt; field) |", "|---|---|---|---|---|---|---|---|"]
     notes = []
     for path in sorted(p for p in files if p.stem.startswith("agile")):
         r = json.loads(path.read_text(encoding="utf-8"))
         f = r["figures"]
         design, seed = _kit(f, path.stem)
-        arms = {arm: " / ".join(f"{x['per_sound_ap']:.3f}" for x in rounds) +
-                f" (kept empty {f['round0']['selection']['kept_empty_share']:.1%} -> "
-                f"{rounds[-1]['selection']['kept_empty_share']:.1%})" for arm, rounds in f["arms"].items()}
-        wall = [x["seconds"] for x in f["arms"].get("doubt", [])]
+        arms = {arm: " / ".join(f"{x['per_sound_ap']:.3f}" for x in rounds) for arm, rounds in f["arms"].items()}
+        if "doubt" in f["arms"]:
+            arms["doubt"] += (f" (kept empty {f['round0']['selection']['kept_empty_share']:.1%} -> "
+                              f"{f['arms']['doubt'][-1]['selection']['kept_empty_share']:.1%})")
+        wall = "; ".join(", ".join(f"{x['seconds']} s" for x in f["arms"][arm])
+                         for arm in ("doubt", "field") if arm in f["arms"])
         rows.append(f"| {design}, seed {seed} | {f['budget_per_class']} x {f['classes_reviewed']} classes | "
-                    f"{f['round0']['per_sound_ap']:.3f} | {arms.get('doubt', '')} | {arms.get('random', '')} | "
-                    f"{arms.get('search', '')} | {', '.join(f'{w} s' for w in wall)} |")
+                    f"{f['round0']['per_sound_ap']:.3f} | {arms.get('doubt', '')} | {arms.get('field', '')} | "
+                    f"{arms.get('random', '')} | {arms.get('search', '')} | {wall} |")
         notes.append(f"`benchmarks/results/{path.name}`: commit {r.get('commit')}, {r['machine'].get('cpu')} "
                      f"({r['machine'].get('cores')} cores)")
     return "\n".join([AGILE_BEGIN, *rows, *(["", "; ".join(notes)] if notes else []), AGILE_END])

@@ -57,6 +57,22 @@ class Duplicate:
 class FingerprintSettings:
     bands: int = 24  # frequency bands (groups of mel bins)
     pool: int = 4  # spectrogram frames per fingerprint frame
+    summary_below: float = 8000.0  # Hz: the summary that picks candidates uses only the bands below this,
+    # so a copy resampled down to twice it (16 kHz) still ranks among its original's nearest
+
+
+def summary_bands(spec: dict, fs: FingerprintSettings) -> int:
+    """How many of the fingerprint's bands (lowest first) lie below ``fs.summary_below``: those whose
+    highest spectrogram bin is centred there, on the spectrogram's own mel (HTK) or linear scale."""
+    lo, hi, n = float(spec["min_freq"]), float(spec["max_freq"]), int(spec["spec_height"])
+    if spec.get("mel_scale", True):
+        mel = np.linspace(2595 * np.log10(1 + lo / 700), 2595 * np.log10(1 + hi / 700), n + 2)
+        centres = 700 * (10 ** (mel / 2595) - 1)
+    else:
+        centres = np.linspace(lo, hi, n + 2)
+    per = n // fs.bands
+    tops = centres[per * np.arange(1, fs.bands + 1)]  # the centre of each band's highest bin
+    return max(1, int((tops <= fs.summary_below).sum()))
 
 
 def fingerprint(rows: list[SpecRow], spec: dict, fs: FingerprintSettings) -> np.ndarray:
@@ -105,11 +121,15 @@ def similarity(a: np.ndarray, b: np.ndarray, max_shift: int, min_overlap: float)
     return float(score[k]), int(lags[k])
 
 
-def descriptor(fp: np.ndarray, lags: tuple[int, ...] = (1, 4)) -> np.ndarray:
-    """Unit-length summary of a fingerprint: the covariance of its bands, at no lag and at a few lags.
-    Trimming a few seconds, re-encoding, resampling or a gain change barely moves it, so a recording's
-    copies rank among its nearest few even where thousands of recordings of one species look alike."""
-    x = fp.astype(np.float64)
+def descriptor(fp: np.ndarray, bands: int | None = None, lags: tuple[int, ...] = (1, 4)) -> np.ndarray:
+    """Unit-length summary of a fingerprint's lowest ``bands`` (all by default, each frame's level
+    taken out again): their covariance, at no lag and at a few lags. Trimming a few seconds,
+    re-encoding, a gain change or (below the resampled rate's Nyquist) resampling barely moves it, so a
+    recording's copies rank among its nearest few even where thousands of one species look alike."""
+    x = fp[:, :bands].astype(np.float64)
+    if bands is not None and bands < fp.shape[1]:
+        x -= x.mean(axis=1, keepdims=True)
+        x -= x.mean(axis=0, keepdims=True)
     parts = [(x.T @ x / len(x))[np.triu_indices(x.shape[1])]]
     parts += [(x[:-lag].T @ x[lag:] / (len(x) - lag)).ravel() if len(x) > lag else np.zeros(x.shape[1] ** 2)
               for lag in lags]
@@ -117,13 +137,14 @@ def descriptor(fp: np.ndarray, lags: tuple[int, ...] = (1, 4)) -> np.ndarray:
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 
-def candidates(recs: list[Recording], max_shift: int, k: int, block: int = 1024) -> set[tuple[int, int]]:
+def candidates(recs: list[Recording], max_shift: int, k: int, bands: int | None = None,
+               block: int = 1024) -> set[tuple[int, int]]:
     """Pairs (i < j) to compare exactly: each recording with its ``k`` nearest by :func:`descriptor`
-    among those whose length differs by at most ``2 * max_shift`` frames; every such pair when
-    ``k`` is 0 or a recording has no more than ``k`` of them."""
+    (of the lowest ``bands``) among those whose length differs by at most ``2 * max_shift`` frames;
+    every such pair when ``k`` is 0 or a recording has no more than ``k`` of them."""
     order = np.argsort([len(r.fp) for r in recs], kind="stable")
     lengths = np.array([len(recs[i].fp) for i in order])
-    desc = np.stack([descriptor(recs[i].fp) for i in order]) if k else None
+    desc = np.stack([descriptor(recs[i].fp, bands) for i in order]) if k else None
     out: set[tuple[int, int]] = set()
     for b0 in range(0, len(order), block):
         b1 = min(b0 + block, len(order))
@@ -186,12 +207,14 @@ def _keep_order(r: Recording, class_order: dict[str, int]) -> tuple:
 
 
 def find_duplicates(recs: list[Recording], fps: float, max_distance: float = 0.25, max_trim: float = 5.0,
-                    min_overlap: float = 0.8, show_progress: bool = True, neighbours: int = 16) -> list[Duplicate]:
+                    min_overlap: float = 0.8, show_progress: bool = True, neighbours: int = 16,
+                    summary: int | None = None) -> list[Duplicate]:
     """Group recordings that are copies of each other; one kept per group, the rest listed.
 
     Pairs are compared only when their lengths differ by at most ``2 * max_trim`` seconds (a copy
     trimmed by up to ``max_trim`` s at each end), and then only each recording's ``neighbours``
-    nearest by :func:`descriptor` (0: every such pair).
+    nearest by :func:`descriptor` of the lowest ``summary`` bands (:func:`summary_bands`; all by
+    default) (0 neighbours: every such pair).
     """
     n = len(recs)
     parent = list(range(n))
@@ -212,7 +235,7 @@ def find_duplicates(recs: list[Recording], fps: float, max_distance: float = 0.2
         elif r.sha256:
             by_sha[r.sha256] = i
     max_shift = int(round(max_trim * fps))
-    todo = sorted(candidates(recs, max_shift, neighbours) - best.keys())
+    todo = sorted(candidates(recs, max_shift, neighbours, summary) - best.keys())
     with progress_bar(len(todo), "compare recordings", show_progress) as bar:
         for i, j in todo:
             short, long = (i, j) if len(recs[i].fp) <= len(recs[j].fp) else (j, i)

@@ -151,6 +151,7 @@ class Dedup:
     neighbours: int = setting(ge=0)
     bands: int = setting(ge=1)
     pool: int = setting(ge=1)
+    summary_below: float = setting(gt=0)
     progress: bool = setting()
 
 

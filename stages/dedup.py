@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hawk.dedup import FingerprintSettings, find_duplicates, load_recordings, write_exclude, write_report
+from hawk.dedup import FingerprintSettings, find_duplicates, load_recordings, summary_bands, write_exclude, write_report
 from hawk.errors import HawkError
 from stages._cli import class_list, load_config, parser, run, spec_settings
 
@@ -31,11 +31,12 @@ def main() -> None:
     missing = [str(p) for _, p, _ in classes if not p.exists()]
     if missing:
         raise HawkError(f"no spectrogram database {', '.join(missing)}; run the extract stage first")
-    fs = FingerprintSettings(int(d.bands), int(d.pool))
+    fs = FingerprintSettings(int(d.bands), int(d.pool), float(d.summary_below))
     s = spec_settings(cfg)
     recs = load_recordings(classes, fs, bool(d.progress))
     dups = find_duplicates(recs, s.sample_rate / s.hop_length / fs.pool, float(d.max_distance), float(d.max_trim),
-                           float(d.min_overlap), bool(d.progress), int(d.neighbours))
+                           float(d.min_overlap), bool(d.progress), int(d.neighbours),
+                           summary_bands(s.to_dict(), fs))
     out = Path(cfg.paths.dedup)
     write_report(out / "duplicates.csv", dups)
     write_exclude(out / "exclude.csv", dups if MODES[mode] else [])

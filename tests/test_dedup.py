@@ -3,10 +3,11 @@ change, trims at either end, a copy filed under another class."""
 
 import csv
 
+import numpy as np
 import pytest
 
-from hawk.dedup import FingerprintSettings, candidates, find_duplicates, load_recordings, read_exclude, read_groups, \
-    write_exclude, write_report
+from hawk.dedup import FingerprintSettings, candidates, descriptor, find_duplicates, load_recordings, read_exclude, \
+    read_groups, summary_bands, write_exclude, write_report
 from hawk.extract import extract_class
 from hawk.spectrogram import SpecSettings
 from tests.dedup_fixture import pairs, plant
@@ -53,9 +54,10 @@ def test_each_recording_compared_with_its_nearest_few_still_finds_every_copy(pla
     _, truth, recs = planted
     s = SpecSettings()
     fps = s.sample_rate / s.hop_length / 4
-    few, every = candidates(recs, round(5 * fps), 2), candidates(recs, round(5 * fps), 0)
+    low = summary_bands(s.to_dict(), FingerprintSettings())
+    few, every = candidates(recs, round(5 * fps), 2, low), candidates(recs, round(5 * fps), 0)
     assert few < every and len(few) < len(every) / 3
-    found = found_pairs(find_duplicates(recs, fps, show_progress=False, neighbours=2))
+    found = found_pairs(find_duplicates(recs, fps, show_progress=False, neighbours=2, summary=low))
     assert found == found_pairs(find_duplicates(recs, fps, show_progress=False, neighbours=0))
     assert len(found & pairs(truth)) / len(pairs(truth)) >= 0.95
 
@@ -76,3 +78,31 @@ def test_report_and_remove_modes_are_files_not_deletions(planted, tmp_path):
     assert set(rows[0]) >= {"kept", "duplicate", "distance", "reason"}
     groups = read_groups(tmp_path / "duplicates.csv")
     assert groups[("AAAA", "AAAA7.wav")] == groups[("BBBB", "BBBB_misfiled.flac")]
+
+
+def test_the_summary_uses_the_bands_a_resampled_copy_keeps():
+    """HawkEars' spectrogram (200-13000 Hz, 192 mel bins) in 24 bands: 20 lie below 8 kHz, the
+    Nyquist of a 16-kHz copy; on that summary a copy whose top bands went quiet stays its original's
+    nearest, where the summary of every band would rank an unrelated recording nearer."""
+    s = SpecSettings()
+    assert summary_bands(s.to_dict(), FingerprintSettings()) == 20
+    assert summary_bands({**s.to_dict(), "mel_scale": False}, FingerprintSettings()) == 14  # bins every 66 Hz
+    rng = np.random.default_rng(1)
+
+    def fp(x):
+        x = x - x.mean(axis=1, keepdims=True)
+        return (x - x.mean(axis=0, keepdims=True)).astype(np.float32)
+
+    shapes = rng.standard_normal((4, 20, 24)) * 3
+    song = np.zeros((900, 24))
+    for t in range(0, 880, 40):
+        song[t : t + 20] += shapes[(t // 40) % 4]
+    original = fp(song + rng.standard_normal(song.shape))
+    copy = original.copy()
+    copy[:, 20:] = copy[:, 20:].min()
+    copy = fp(copy + 0.1 * rng.standard_normal(copy.shape))
+    other = fp(song[::-1] + rng.standard_normal(song.shape))  # the same calls, another order
+    full = [descriptor(x) for x in (original, copy, other)]
+    low = [descriptor(x, 20) for x in (original, copy, other)]
+    assert low[0] @ low[1] > 0.99 > low[0] @ low[2]
+    assert low[0] @ low[1] - low[0] @ low[2] > full[0] @ full[1] - full[0] @ full[2]
