@@ -121,7 +121,8 @@ def main() -> None:
                 figures[f"scale_{n}_{'all_pairs' if k == 0 else 'neighbours'}"] = {
                     "seconds": round(took, 1), "precision": round(p_, 3), "recall": round(r_, 3)}
     record("dedup-accuracy", "Duplicate finding: planted copies of every kind", figures,
-           command="python benchmarks/dedup_accuracy.py" + (f" --scale {args.scale}" if args.scale else ""))
+           command="python benchmarks/dedup_accuracy.py" + (f" --scale {args.scale} --all-pairs-up-to "
+                                                            f"{args.all_pairs_up_to}" if args.scale else ""))
 
 
 if __name__ == "__main__":
