@@ -264,6 +264,7 @@ def speed_table(profile: Path, speed: Path) -> str:
         rows.append(f"| {label} | {v['windows_per_s']} windows/s | {v['share_of_peak']:.0%} | {v['max_abs_diff']:.0e}"
                     f"{'' if v['meets_rule'] else ' (too far)'} | " + (f"{whole:.0f}x real time | "
                     f"{36e6 / whole / 3600:.0f} h |" if whole else "| |"))
+    rows.append(limit_line(prof["figures"], spd["figures"]["runtimes"], default))
     rows.append(f"\n`benchmarks/results/{profile.name}` ({prof['figures']['gflops_per_window']} GFLOPs per window), "
                 f"`{speed.name}` ({spd['figures']['audio_seconds'] / 60:.0f} min of audio): commit {spd.get('commit')}, "
                 f"{prof['machine'].get('cpu')} ({prof['machine'].get('cores')} cores)")
@@ -273,6 +274,27 @@ def speed_table(profile: Path, speed: Path) -> str:
         rates = "; ".join(f"{name} {v[f'{cores}_threads_network_windows_per_s']:.0f}" for name, v in emb["figures"]["runtimes"].items())
         rows.append(f"\nBirdNET embedding (`embedder.runtime`), windows/s: {rates} (`{EMBED_SPEED.name}`)")
     return "\n".join([SPEED_BEGIN, *rows, SPEED_END])
+
+
+def limit_line(prof: dict, wholes: dict, default: str) -> str:
+    """How far the whole infer stands from what the profile says this machine can do. On all its
+    cores the steps share the CPU, so the limit is audio x cores / (CPU-seconds of every step):
+    decoding and the spectrograms counted as one thread each (the least work they could be), the
+    network as its threads x its time, and once more as if it ran at the matrix-product peak."""
+    runtime = default[default.find("(") + 1 : default.find(")")]
+    net, whole = prof["runtimes"].get(PROFILE_NAMES.get(runtime, "")), wholes.get(runtime)
+    if not (net and whole):
+        return ""
+    audio, threads = prof["audio_seconds"], prof["threads"]
+    steps = prof["decode_resample_s"] + prof["spectrograms_s"]
+    at_peak = prof["windows"] * prof["gflops_per_window"] / prof["matmul_peak_gflops"]["fp32"]
+    limit = audio * threads / (steps + threads * net["seconds"])
+    ceiling = audio * threads / (steps + threads * at_peak)
+    x = whole["whole_command_x_real_time"]
+    return (f"\nThe limit here (`infer_profile.py`): decoding {audio / prof['decode_resample_s']:.0f}x, "
+            f"spectrograms {audio / prof['spectrograms_s']:.0f}x, network ({runtime}) {audio / net['seconds']:.0f}x "
+            f"real time alone; sharing {threads} cores, {limit:.0f}x ({ceiling:.0f}x at the CPU's fp32 peak). "
+            f"The whole `infer`: {x:.0f}x, {x / limit:.2f} of the limit.")
 
 
 DEDUP_BEGIN, DEDUP_END = "<!-- dedup table: made by benchmarks/report.py -->", "<!-- end of dedup table -->"
