@@ -254,17 +254,19 @@ def speed_table(profile: Path, speed: Path) -> str:
     if not (profile.exists() and speed.exists()):
         return "\n".join([SPEED_BEGIN, *rows, SPEED_END])
     prof, spd = (json.loads(p.read_text(encoding="utf-8")) for p in (profile, speed))
-    default = next((k for k in spd["figures"]["runtimes"] if k.startswith("auto")), "")
+    auto = next((k for k in spd["figures"]["runtimes"] if k.startswith("auto")), "")
+    default = auto[auto.find("(") + 1 : auto.find(")")] if "(" in auto else ""  # "auto (openvino)": what auto ran
     for name, v in prof["figures"]["runtimes"].items():
         if name.startswith("torch.compile"):  # no faster than eager here; docs/benchmarks.md has it
             continue
         runtime = next((k for k, n in PROFILE_NAMES.items() if n == name), None)
         whole = spd["figures"]["runtimes"].get(runtime or "", {}).get("whole_command_x_real_time")
-        label = f"{name}{' (default)' if runtime and f'({runtime})' in default else ''}"
+        label = f"{name}{' (default)' if runtime and runtime == default else ''}"
         rows.append(f"| {label} | {v['windows_per_s']} windows/s | {v['share_of_peak']:.0%} | {v['max_abs_diff']:.0e}"
                     f"{'' if v['meets_rule'] else ' (too far)'} | " + (f"{whole:.0f}x real time | "
                     f"{36e6 / whole / 3600:.0f} h |" if whole else "| |"))
-    rows.append(limit_line(prof["figures"], spd["figures"]["runtimes"], default))
+    if limit := limit_line(prof["figures"], spd["figures"]["runtimes"], default):
+        rows.append(limit)
     rows.append(f"\n`benchmarks/results/{profile.name}` ({prof['figures']['gflops_per_window']} GFLOPs per window), "
                 f"`{speed.name}` ({spd['figures']['audio_seconds'] / 60:.0f} min of audio): commit {spd.get('commit')}, "
                 f"{prof['machine'].get('cpu')} ({prof['machine'].get('cores')} cores)")
@@ -276,12 +278,12 @@ def speed_table(profile: Path, speed: Path) -> str:
     return "\n".join([SPEED_BEGIN, *rows, SPEED_END])
 
 
-def limit_line(prof: dict, wholes: dict, default: str) -> str:
+def limit_line(prof: dict, wholes: dict, runtime: str) -> str:
     """How far the whole infer stands from what the profile says this machine can do. On all its
     cores the steps share the CPU, so the limit is audio x cores / (CPU-seconds of every step):
     decoding and the spectrograms counted as one thread each (the least work they could be), the
-    network as its threads x its time, and once more as if it ran at the matrix-product peak."""
-    runtime = default[default.find("(") + 1 : default.find(")")]
+    network (``runtime``, the default) as its threads x its time, and once more as if it ran at the
+    matrix-product peak. Empty where the files lack the default's figures."""
     net, whole = prof["runtimes"].get(PROFILE_NAMES.get(runtime, "")), wholes.get(runtime)
     if not (net and whole):
         return ""
