@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 from hawk.settings import from_mapping
 
+FRAMES_PER_CHUNK = 256  # STFT frames transformed at once on the CPU: their complex spectra fit in cache
+
 
 @dataclass(frozen=True)
 class SpecSettings:
@@ -104,24 +106,38 @@ class SpectrogramMaker:
             fb = AF.melscale_fbanks(n_freqs, s.min_freq, s.max_freq, s.spec_height, s.sample_rate)
             used = torch.nonzero(fb.sum(dim=1)).flatten()
             self.lo, self.hi = int(used.min()), int(used.max()) + 1
-            self.fb: torch.Tensor | None = fb[self.lo : self.hi].T.contiguous().to(device)  # (height, bins)
+            self.fb: torch.Tensor | None = fb[self.lo : self.hi].contiguous().to(device)  # (bins, height)
         else:
             self.lo = int(s.min_freq * s.n_fft / s.sample_rate)
             self.hi = int(np.ceil(s.max_freq * s.n_fft / s.sample_rate)) + 1
             self.fb = None
 
     def frames(self, samples: torch.Tensor) -> torch.Tensor:
-        """(height, n_frames) for frames at hop spacing over ``samples`` (no centre padding)."""
+        """(height, n_frames) for frames at hop spacing over ``samples`` (no centre padding).
+
+        On the CPU the frames go through the STFT, magnitude and filter bank :data:`FRAMES_PER_CHUNK`
+        at a time: a whole minute's complex STFT (2049 x 7666) does not fit in cache, and the passes
+        over it cost more than the FFTs (the chunked path is ~3x faster, equal within float rounding).
+        """
         import torch
 
         s = self.s
-        x = torch.stft(samples, s.n_fft, s.hop_length, s.n_fft, self.window, center=False, return_complex=True)
-        mag = x[self.lo : self.hi].abs()
-        if s.power != 1.0:
-            mag = mag.pow(s.power)
-        if self.fb is not None:
-            return self.fb @ mag
-        return torch.nn.functional.interpolate(mag.T[None], size=s.spec_height, mode="area")[0].T
+        n = (len(samples) - s.n_fft) // s.hop_length + 1
+        step = FRAMES_PER_CHUNK if samples.device.type == "cpu" else max(n, 1)
+        out = torch.empty(max(n, 0), s.spec_height, device=samples.device)
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            x = torch.stft(samples[a * s.hop_length : (b - 1) * s.hop_length + s.n_fft], s.n_fft, s.hop_length,
+                           s.n_fft, self.window, center=False, return_complex=True).T[:, self.lo : self.hi]
+            # numpy's complex magnitude is several times faster than torch's on the CPU
+            mag = torch.from_numpy(np.abs(x.numpy())) if x.device.type == "cpu" else x.abs()
+            if s.power != 1.0:
+                mag = mag.pow(s.power)
+            if self.fb is not None:
+                torch.mm(mag, self.fb, out=out[a:b])
+            else:
+                out[a:b] = torch.nn.functional.interpolate(mag[None], size=s.spec_height, mode="area")[0]
+        return out.T.contiguous()
 
     def _frame_of(self, k: int) -> int:
         return int(round(k * self.s.offset * self.s.sample_rate / self.s.hop_length))
