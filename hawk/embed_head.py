@@ -43,6 +43,7 @@ class HeadSettings:
     refit: bool = True  # then train again on every recording: the checkpoint, with that calibration
     lr: float = 0.01
     weight_decay: float = 0.001
+    verdict_weight: float = 3.0  # a person's verdict (a "no", a confirmed field clip) counts this many curated rows
 
 
 class EmbedHead(nn.Module):
@@ -60,6 +61,27 @@ class EmbedHead(nn.Module):
         return self.net(x)
 
 
+@dataclass(frozen=True)
+class Verdicts:
+    """Rows of a training matrix that a person judged for their own class only: ``no`` (bool per row)
+    says the row is not its class (hawk.negatives), ``own_only`` that it is, but says nothing of the
+    others (a confirmed clip of the user's recordings, where other species call too). The loss sees
+    only those rows' own class, ``verdict_weight`` times."""
+
+    no: np.ndarray
+    own_only: np.ndarray
+
+    def apply(self, target: torch.Tensor, mask: torch.Tensor, labels: np.ndarray,
+              weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.from_numpy(np.flatnonzero(self.no | self.own_only))
+        own = torch.from_numpy(np.asarray(labels, np.int64))[rows]
+        target, mask = target.clone(), mask.clone()
+        target[torch.from_numpy(np.flatnonzero(self.no))] = 0.0
+        mask[rows] = 0.0
+        mask[rows, own] = float(weight)
+        return target, mask
+
+
 @dataclass
 class HeadRun:
     """One fold's head: its per-step records (as the CNN's epochs) and validation scores."""
@@ -72,9 +94,10 @@ class HeadRun:
 
 def train_head(x: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, num_classes: int,
                weights: np.ndarray, settings: HeadSettings, label_smoothing: float = 0.125, seed: int = 0,
-               records: int = 20) -> HeadRun:
-    """Train on rows ``train_idx`` of ``x`` (one class index per row in ``labels``); ``records`` rows of
-    metrics (loss, validation loss and AP) are kept, evenly spread over the steps."""
+               records: int = 20, verdicts: Verdicts | None = None) -> HeadRun:
+    """Train on rows ``train_idx`` of ``x`` (one class index per row in ``labels``; ``verdicts`` marks
+    rows that say something about their own class only); ``records`` rows of metrics (loss,
+    validation loss and AP) are kept, evenly spread over the steps."""
     from hawk.training.module import average_precisions
 
     torch.manual_seed(seed)
@@ -82,6 +105,9 @@ def train_head(x: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx
     xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
     target = torch.zeros(len(labels), num_classes)
     target[torch.arange(len(labels)), torch.from_numpy(np.asarray(labels, np.int64))] = 1.0
+    mask = torch.ones(len(labels), num_classes)
+    if verdicts is not None:
+        target, mask = verdicts.apply(target, mask, labels, settings.verdict_weight)
     smooth = target * (1 - label_smoothing) + label_smoothing / num_classes
     w = torch.as_tensor(weights, dtype=torch.float32)
     tr, va = torch.from_numpy(np.asarray(train_idx, np.int64)), torch.from_numpy(np.asarray(val_idx, np.int64))
@@ -91,7 +117,8 @@ def train_head(x: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx
 
     def loss_of(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         per = nn.functional.binary_cross_entropy_with_logits(logits, smooth[rows], reduction="none")
-        return (per * w).mean()
+        m = mask[rows] * w
+        return (per * m).sum() / mask[rows].sum()  # the mean over what is known
 
     every = max(1, settings.steps // max(1, records))
     epochs: list[dict[str, float]] = []

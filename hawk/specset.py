@@ -10,6 +10,8 @@ A folder, not a Python pickle, so loading it never runs code:
   hashes of the data (training database and specs.npy).
 - ``vectors.npy`` (when an embedding head is trained): float32 (n, dim), each row's embedding from the
   embed stage (zeros where the embedder skipped its recording), with the embedder in ``meta.json``.
+- ``negatives.npz`` (idem): the windows a person said no to, as vectors with their class
+  (:mod:`hawk.negatives`); not rows of the set: only the head trains on them.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ import numpy as np
 from hawk.db import SpecDB
 from hawk.errors import HawkError
 from hawk.fsutil import atomic_open, sha256_file
+from hawk.negatives import Negatives
 from hawk.progress import progress_bar
 from hawk.spectrogram import decode_uint8
 
+NEGATIVES = "negatives.npz"  # hawk.negatives: windows a person said no to, for the head
 ROW_FIELDS = ["index", "class_index", "code", "recording_id", "file", "offset", "source", "group"]
 
 
@@ -40,12 +44,13 @@ class SpecSetError(HawkError, ValueError):
 def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path, max_per_class: int | None = None,
                   seed: int = 0, groups: dict[tuple[str, str], int] | None = None,
                   show_progress: bool = True,
-                  vectors: tuple[dict[str, dict[tuple[str, float], np.ndarray]], dict[str, Any]] | None = None
-                  ) -> dict[str, Any]:
+                  vectors: tuple[dict[str, dict[tuple[str, float], np.ndarray]], dict[str, Any]] | None = None,
+                  negatives: Negatives | None = None) -> dict[str, Any]:
     """Write the training set for ``classes`` ((name, code) in output order) from ``train_db``.
 
     ``vectors``: per class code its embeddings by (file, offset) window, and the embedder's description;
-    each row's vector is then stored beside its spectrogram, for the embedding head.
+    each row's vector is then stored beside its spectrogram, for the embedding head. ``negatives``: a
+    person's "no" verdicts as vectors (hawk.negatives), stored as negatives.npz for the head.
 
     At most ``max_per_class`` spectrograms per class (a seeded random sample). A listed class with no
     spectrograms is an error naming it. Written to a temporary folder and renamed into place.
@@ -109,6 +114,10 @@ def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path,
         meta["embedder"] = vectors[1]
         meta["vectors_missing"] = missing
         meta["data"]["vectors_sha256"] = sha256_file(tmp / "vectors.npy")
+    if negatives is not None:
+        negatives.save(tmp / NEGATIVES)
+        meta["negatives"] = negatives.counts()
+        meta["data"]["negatives_sha256"] = sha256_file(tmp / NEGATIVES)
     with atomic_open(tmp / "meta.json", "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
     if out_dir.exists():
@@ -189,6 +198,11 @@ class SpecSet:
             raise SpecSetError(f"{self.root}: no embeddings in the training set; the embedding head needs the "
                                "pickle stage run with train.model_name=embed_head or train.head.enabled=true")
         return np.load(path, allow_pickle=False)
+
+    def negatives(self) -> Negatives | None:
+        """A person's "no" verdicts, for the embedding head (None when the set was made without)."""
+        path = self.root / NEGATIVES
+        return Negatives.load(path) if path.exists() else None
 
     def read(self, i: int) -> np.ndarray:
         if self._fd is None:  # opened lazily so each data-loader worker gets its own descriptor

@@ -5,7 +5,9 @@ offset, class and source, and a split group (its recording, or its duplicate gro
 format runs no code when loaded and training reads it from disk, so a set larger than RAM trains.
 A listed class with no spectrograms is an error naming it. When an embedding head is trained
 (train.model_name=embed_head or train.head.enabled), each row's embedding from the embed stage is
-stored beside it (vectors.npy).
+stored beside it (vectors.npy), and so is every window you said no to (negatives.npz: a rejected image
+in data/curation/<CODE>/rejected/, a rejected field clip in data/field/<CODE>/rejected/), which the head
+trains on as a negative of that class only (hawk/negatives.py).
 
     python -m stages.pickle [pickle.max_per_class=500]
 """
@@ -15,28 +17,56 @@ from __future__ import annotations
 from pathlib import Path
 
 from hawk.classes import read_classes_txt
-from hawk.dedup import read_groups
-from hawk.specset import build_specset
+from hawk.db import SpecDB
+from hawk.dedup import read_exclude, read_groups
 from hawk.embed.store import check_same_embedder, vectors_by_window
-from stages._cli import embedder_description, load_config, parser, run, trains_head
+from hawk.negatives import Negatives, collect_negatives
+from hawk.specset import build_specset
+from stages._cli import embedder_description, embedder_factory, load_config, parser, run, trains_head
 
 
 def main() -> None:
     cfg = load_config(parser(__doc__).parse_args())
     classes = read_classes_txt(cfg.paths.classes_txt)
-    vectors = None
+    vectors = negatives = None
     if trains_head(cfg):
         by_code, idents = {}, {}
         for _, code in classes:
             emb = Path(cfg.paths.embeddings) / f"{code}.npz"
             by_code[code], idents[str(emb)] = vectors_by_window(Path(cfg.paths.db) / f"{code}.db", emb)
         vectors = by_code, embedder_description(cfg, check_same_embedder(idents))
+        negatives = said_no(cfg, [code for _, code in classes], by_code, vectors[1]["identity"])
     meta = build_specset(Path(cfg.paths.train_db), classes, Path(cfg.paths.specs), cfg.pickle.max_per_class,
                          int(cfg.pickle.seed), read_groups(Path(cfg.paths.dedup) / "duplicates.csv"),
-                         bool(cfg.pickle.progress), vectors)
+                         bool(cfg.pickle.progress), vectors, negatives)
     counts = ", ".join(f"{c} {n}" for c, n in meta["per_class"].items())
     extra = f"; {meta['vectors_missing']} without an embedding" if meta.get("vectors_missing") else ""
     print(f"pickle: {meta['count']} spectrograms of {len(classes)} classes ({counts}) in {cfg.paths.specs}{extra}")
+    if negatives:
+        print(f"pickle: {len(negatives)} windows you said no to, negatives of their class for the head "
+              f"({', '.join(f'{c} {n}' for c, n in negatives.counts().items())})")
+    for what, why in negatives.unusable if negatives else []:
+        print(f"pickle: skipped your no on {what}: {why}")
+
+
+def said_no(cfg, codes: list[str], by_code: dict, identity: dict) -> Negatives:
+    """Your "no" verdicts as vectors; field clips are embedded by the embedder that made the others."""
+    stored = {}
+    for code in codes:
+        with SpecDB(Path(cfg.paths.db) / f"{code}.db") as db:
+            stored[code] = db.offsets()
+    exclude: dict[str, set[str]] = {}
+    for code, f in read_exclude(Path(cfg.paths.dedup) / "exclude.csv"):
+        exclude.setdefault(code, set()).add(f)
+
+    def embed_clips(paths: list[Path]):
+        embedder = embedder_factory(cfg)()
+        check_same_embedder({"the embed stage": identity, "the configured embedder": embedder.identity()})
+        return [embedder.embed_file(p, [0.0])[0] for p in paths]
+
+    dim = int(identity.get("dim") or next((len(v) for m in by_code.values() for v in m.values()), 0))
+    return collect_negatives(codes, Path(cfg.paths.curation), Path(cfg.paths.field), stored, by_code, dim,
+                             embed_clips, exclude)
 
 
 if __name__ == "__main__":

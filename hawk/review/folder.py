@@ -263,8 +263,9 @@ class FieldQueueFolder(QueueFolder):
     """The field queue of a class (stages/field.py): windows of the user's own recordings, found
     under ``recordings`` (infer.input's folder) by the queue's ``file`` column. A yes writes the
     window's 3 s as a WAV clip into ``clips`` (data/field/<CODE>/), which download brings in as a
-    recording of the class; a no copies its image into ``clips/rejected/``; back to open deletes
-    whichever of the two is there."""
+    recording of the class; a no copies its image and writes its clip into ``clips/rejected/`` (the
+    embedding head trains on that clip as a negative of the class: hawk.negatives); back to open
+    deletes whichever is there."""
 
     def __init__(self, key: str, path: Path, clips: Path, recordings: Path, sample_rate: int, segment_len: float,
                  title: str = "", hint: str = ""):
@@ -282,18 +283,27 @@ class FieldQueueFolder(QueueFolder):
 
     def _give(self, item: Item, to: str) -> None:
         clip = self.curation / clip_name(item.stem, item.offset)
-        image = self.verdict_dirs[REJECTED] / clip_name(item.stem, item.offset, ".jpeg")
-        if to == "kept" and not clip.exists():
-            rec = self.recording_for(item.stem)
-            if rec is None:
-                raise ReviewError(f"{item.stem}: its recording is no longer in {self.recordings}")
-            audio = read_clip(rec, self.sample_rate, item.offset, self.segment_len)
-            self.curation.mkdir(parents=True, exist_ok=True)
-            with atomic_open(clip, "wb") as f:
-                sf.write(f, audio, self.sample_rate, format="WAV", subtype="PCM_16")
-        elif to == REJECTED:
+        rejected = self.verdict_dirs[REJECTED]
+        no_clip, image = rejected / clip.name, rejected / clip_name(item.stem, item.offset, ".jpeg")
+        if to == "kept":
+            self._write_clip(item, clip)
+        elif to == REJECTED:  # the clip too: the embedding head trains on it as a negative of the class
+            self._write_clip(item, no_clip)
             _copy_once(self.path / item.name, image)
         if to != "kept":
             clip.unlink(missing_ok=True)
         if to != REJECTED:
             image.unlink(missing_ok=True)
+            no_clip.unlink(missing_ok=True)
+
+    def _write_clip(self, item: Item, clip: Path) -> None:
+        """The window's 3 s of its recording as a WAV file at ``clip`` (once)."""
+        if clip.exists():
+            return
+        rec = self.recording_for(item.stem)
+        if rec is None:
+            raise ReviewError(f"{item.stem}: its recording is no longer in {self.recordings}")
+        audio = read_clip(rec, self.sample_rate, item.offset, self.segment_len)
+        clip.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(clip, "wb") as f:
+            sf.write(f, audio, self.sample_rate, format="WAV", subtype="PCM_16")

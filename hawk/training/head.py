@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from hawk.embed_head import NAME, HeadError, HeadRun, HeadSettings, apply_platt, save_head, train_head
+from hawk.download.run import FIELD
+from hawk.embed_head import (NAME, HeadError, HeadRun, HeadSettings, Verdicts, apply_platt, save_head,
+                              train_head)
 from hawk.specset import SpecSet
 from hawk.training.data import make_splits
 from hawk.training.module import class_weights
@@ -33,6 +35,7 @@ def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_di
     splits = make_splits(specset.groups, specset.labels, s.val_portion, s.num_folds, s.seed)
     weights = (class_weights(specset.labels[has], len(codes), s.class_weight_power) if s.use_class_weights
                else np.ones(len(codes), np.float32))
+    x, labels, verdicts, said_no = with_negatives(specset, x)
     classes = list(zip(specset.class_names, codes))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -40,14 +43,16 @@ def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_di
         train_idx, val_idx = train_idx[has[train_idx]], val_idx[has[val_idx]]
         start = time.perf_counter()
         refit = s.head.refit and len(splits) == 1 and len(val_idx) > 0
-        run = fit_head(x, specset.labels, train_idx, val_idx, np.flatnonzero(has) if refit else None, len(codes),
-                       weights, s.head, s.label_smoothing, s.seed + fold)
+        run = fit_head(x, labels, np.concatenate([train_idx, said_no]), val_idx,
+                       np.concatenate([np.flatnonzero(has), said_no]) if refit else None, len(codes),
+                       weights, s.head, s.label_smoothing, s.seed + fold, verdicts)
         name = NAME + (f"-f{fold}" if len(splits) > 1 else "")
         run_id = _log_run(tracking, tracking.run_name_for(NAME, fold, len(splits), specset.meta["data"]["specs_sha256"]),
                           run.epochs, {
             **(params or {}), "fold": fold, "train_spectrograms": len(train_idx), "val_spectrograms": len(val_idx),
             "refit_spectrograms": int(has.sum()) if refit else 0,
-            "windows_without_embedding": int((~has).sum()),
+            "windows_without_embedding": int((~has).sum()), "negatives_said_no": len(said_no),
+            "field_clips_confirmed": int(verdicts.own_only.sum()),
             **{f"calibration_{k}": v for k, v in (run.calibration or {}).items()}})
         path = save_head(ckpt_dir / f"{name}.ckpt", run, classes, specset.meta,
                          {"train": json.loads(json.dumps(asdict(s), default=str)), "fold": fold, "mlflow_run_id": run_id,
@@ -57,16 +62,34 @@ def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_di
     return results
 
 
+def with_negatives(specset: SpecSet, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, Verdicts, np.ndarray]:
+    """(vectors, class per row, the rows' verdicts, the indices of the rows a person said no to):
+    the set's rows, then its negatives (hawk.negatives), which train but never validate. A confirmed
+    clip of the user's own recordings (source field) is a yes for its class only."""
+    neg = specset.negatives()
+    col = {c: k for k, c in enumerate(specset.class_codes)}
+    keep = [i for i, c in enumerate(neg.codes) if c in col] if neg is not None and len(neg) else []
+    n = len(x)
+    if keep:
+        x = np.concatenate([x, neg.vectors[keep]])
+    labels = np.concatenate([specset.labels, np.array([col[neg.codes[i]] for i in keep], np.int64)])
+    own_only = np.array([r.get("source") == FIELD for r in specset.rows] + [False] * len(keep))
+    no = np.arange(len(labels)) >= n
+    return x, labels, Verdicts(no, own_only), np.arange(n, len(labels))
+
+
 def fit_head(x: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, refit_idx: np.ndarray | None,
-             num_classes: int, weights: np.ndarray, settings: HeadSettings, label_smoothing: float, seed: int) -> HeadRun:
+             num_classes: int, weights: np.ndarray, settings: HeadSettings, label_smoothing: float, seed: int,
+             verdicts: Verdicts | None = None) -> HeadRun:
     """Train on ``train_idx``, validate and calibrate on ``val_idx``; with ``refit_idx``, the returned
     model is trained again on those rows (every window) and given the validation's calibration, while
     the metrics stay the validated run's."""
-    run = train_head(x, labels, train_idx, val_idx, num_classes, weights, settings, label_smoothing, seed)
+    run = train_head(x, labels, train_idx, val_idx, num_classes, weights, settings, label_smoothing, seed,
+                     verdicts=verdicts)
     if refit_idx is None:
         return run
     final = train_head(x, labels, refit_idx, refit_idx[:0], num_classes, weights, replace(settings, calibrate=False),
-                       label_smoothing, seed).model
+                       label_smoothing, seed, verdicts=verdicts).model
     if run.calibration:
         apply_platt(final, run.calibration)
     return replace(run, model=final)
