@@ -233,6 +233,7 @@ class Head:
     refit: bool = setting()
     lr: float = setting(gt=0)
     weight_decay: float = setting(ge=0)
+    verdict_weight: float = setting(ge=0)
 
 
 @dataclass

@@ -205,3 +205,84 @@ def test_the_cnn_distils_from_heads_that_never_saw_the_windows_recording(project
     (r,) = train(out / "specs", s, TrainerSettings(accelerator="cpu", devices=1, progress=False, limit_train_batches=2),
                  tracking, tmp_path / "ckpt")
     assert load_checkpoint(r.checkpoints[-1])["extra"]["train"]["distill"] == 0.5
+
+
+def test_a_persons_no_becomes_a_negative_of_its_class_in_the_training_set(project, train_db, tmp_path):
+    """A rejected image of a class's window and a rejected field clip are read back as vectors of that
+    class (the window's own embedding; the clip embedded by the same BirdNET), stored in the training
+    set, and the head trains on them."""
+    import soundfile as sf
+
+    from hawk.audio import read_clip
+    from hawk.db import SpecDB
+    from hawk.negatives import CURATION, FIELD, collect_negatives
+    from hawk.plot import image_name
+
+    out, by_code, birdnet = project
+    code = CLASSES[0][1]
+    with SpecDB(train_db.parent / f"{code}.db") as db:
+        stored = {code: db.offsets()}
+    f, o = sorted((k for k in by_code[code]), key=lambda k: (k[0], k[1]))[1]
+    (tmp_path / "curation" / code / "rejected").mkdir(parents=True)
+    (tmp_path / "curation" / code / "rejected" / image_name(f, o)).write_bytes(b"")  # the page's copy
+    clips = tmp_path / "field" / code / "rejected"
+    clips.mkdir(parents=True)
+    rec = train_db.parent / "recordings" / CLASSES[1][1] / sorted(by_code[CLASSES[1][1]])[0][0]
+    sf.write(clips / "site1-4.50.wav", read_clip(rec, 48000, 4.5, 3.0), 48000)
+    calls = []
+
+    def embed(paths):
+        calls.append(paths)
+        return [birdnet.embed_file(p, [0.0])[0] for p in paths]
+
+    neg = collect_negatives([c for _, c in CLASSES], tmp_path / "curation", tmp_path / "field", stored, by_code,
+                            1024, embed)
+    assert (neg.codes, neg.files, neg.offsets, neg.origins) == ([code, code], [f, "site1"], [o, 4.5], [CURATION, FIELD])
+    assert len(calls) == 1 and np.array_equal(neg.vectors[0], by_code[code][(f, o)])
+    assert np.allclose(neg.vectors[1], birdnet.embed_file(clips / "site1-4.50.wav", [0.0])[0])
+    desc = {"config": {"name": "birdnet"}, "identity": birdnet.identity()}
+    meta = build_specset(train_db, CLASSES, tmp_path / "specs", show_progress=False, vectors=(by_code, desc),
+                         negatives=neg)
+    assert meta["negatives"] == {code: 2}
+    back = SpecSet.open(tmp_path / "specs").negatives()
+    assert back.codes == neg.codes and np.array_equal(back.vectors, neg.vectors)
+    assert SpecSet.open(out / "specs").negatives() is None  # a set made without verdicts
+    d = tmp_path / "run"
+    tracking = Tracking(mlflow_uri=f"sqlite:///{d}/mlflow.db", tensorboard_dir=str(d / "logs"))
+    (r,) = train_heads(tmp_path / "specs", TrainSettings(model_name="embed_head", val_portion=0.25), tracking, d / "ckpt")
+    import mlflow
+
+    assert mlflow.MlflowClient(tracking.mlflow_uri).get_run(r.run_id).data.params["negatives_said_no"] == "2"
+
+
+def test_a_no_teaches_its_own_class_only():
+    """Rows a person said no to (for class 0) pull class 0's score down where they lie, and leave the
+    other class's column as it was: a "no, not this class" says nothing about the others. A confirmed
+    field row (own class only) is a positive of its class and no negative of the others."""
+    from hawk.embed_head import HeadSettings, Verdicts, train_head
+
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=(2, 16)) * 3
+    x = np.concatenate([centre[k] + rng.normal(size=(40, 16)) for k in (0, 1)])
+    labels = np.repeat([0, 1], 40)
+    near = (centre[0] + centre[1]) / 2 + rng.normal(size=(20, 16)) * 0.5  # between the two classes
+    s = HeadSettings(hidden=0, dropout=0.0, calibrate=False, steps=200)
+    w = np.ones(2, np.float32)
+
+    def scores(extra_labels, verdicts):
+        xx = np.concatenate([x, near]) if verdicts is not None else x
+        ll = np.concatenate([labels, extra_labels]) if verdicts is not None else labels
+        idx = np.arange(len(xx))
+        model = train_head(xx, ll, idx, idx[:0], 2, w, s, verdicts=verdicts).model
+        with torch.no_grad():
+            return torch.sigmoid(model(torch.tensor(near, dtype=torch.float32))).numpy()
+
+    n, m = len(x), len(near)
+    plain = scores(None, None)
+    said_no = scores(np.zeros(m, np.int64), Verdicts(np.arange(n + m) >= n, np.zeros(n + m, bool)))
+    assert said_no[:, 0].mean() < plain[:, 0].mean() - 0.2
+    assert np.abs(said_no[:, 1] - plain[:, 1]).max() < 0.05  # the other column barely moves
+    # as plain labels of class 0 the same rows would also teach class 1 that they are not class 1
+    own_only = scores(np.zeros(m, np.int64), Verdicts(np.zeros(n + m, bool), np.arange(n + m) >= n))
+    assert own_only[:, 0].mean() > plain[:, 0].mean() + 0.2
+    assert np.abs(own_only[:, 1] - plain[:, 1]).max() < 0.05

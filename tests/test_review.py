@@ -602,7 +602,7 @@ def test_the_doubt_queue_takes_birdnets_keys_autoplays_and_select_obeys_the_verd
 
 def test_a_field_verdict_is_a_clip_of_the_window_or_its_image_and_back_to_open_removes_it(project, tmp_path):
     """The field queue's yes writes the window's 3 s (what download brings in as a recording of the
-    class), its no the window's image in rejected/; taking either back deletes it; a queue row naming
+    class), its no the window's image and 3 s in rejected/; taking either back deletes it; a queue row naming
     a file outside the recordings' folder is never read."""
     import soundfile as sf
 
@@ -633,6 +633,8 @@ def test_a_field_verdict_is_a_clip_of_the_window_or_its_image_and_back_to_open_r
     assert rate == sr and len(audio) == 3 * sr and np.abs(audio).max() > 0
     assert folder.move(first.name, "rejected").status == "rejected"
     assert not clip.exists() and (clips / "rejected" / f"{first.stem}-{first.offset:.2f}.jpeg").is_file()
+    no_audio, _ = sf.read(clips / "rejected" / clip.name)  # the head's negative (hawk.negatives)
+    assert np.array_equal(no_audio, audio)
     assert folder.move(first.name, "open").status == "open"
     assert not any(clips.rglob("*.*"))
     # a queue that names a file outside the folder: it exists, but is never read
