@@ -122,6 +122,15 @@ def clip_name(stem: str, offset: float, suffix: str = ".wav") -> str:
     return f"{stem}-{offset:.2f}{suffix}"
 
 
+def clip_window(path: Path) -> tuple[str, float] | None:
+    """(recording stem, offset) from a name :func:`clip_name` made; None for any other name."""
+    stem, _, offset = path.stem.rpartition("-")
+    try:
+        return stem, float(offset)
+    except ValueError:
+        return None
+
+
 def field_verdicts(folder: Path) -> tuple[set[tuple[str, float]], set[tuple[str, float]]]:
     """(recording stem, offset) of the field windows a person said yes to (the clips they confirmed
     in ``folder``, the class's data/field/<CODE>/) and no to (the images in its rejected/); a window
@@ -131,13 +140,9 @@ def field_verdicts(folder: Path) -> tuple[set[tuple[str, float]], set[tuple[str,
 
     yes = set()
     for p in folder.iterdir() if folder.is_dir() else []:
-        stem, _, offset = p.stem.rpartition("-")
-        try:
-            window = (stem, round(float(offset), 2))
-        except ValueError:  # not a clip the review page wrote
-            continue
-        if is_audio_file(p):
-            yes.add(window)
+        window = clip_window(p)
+        if window is not None and is_audio_file(p):  # None: not a clip the review page wrote
+            yes.add((window[0], round(window[1], 2)))
     no = {(stem, round(o, 2)) for _, stem, o in images_in(folder / REJECTED) if stem}
     return yes - no, no
 

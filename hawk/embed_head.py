@@ -117,8 +117,8 @@ def train_head(x: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx
 
     def loss_of(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         per = nn.functional.binary_cross_entropy_with_logits(logits, smooth[rows], reduction="none")
-        m = mask[rows] * w
-        return (per * m).sum() / mask[rows].sum()  # the mean over what is known
+        known = mask[rows]
+        return (per * known * w).sum() / known.sum()  # the mean over what is known
 
     every = max(1, settings.steps // max(1, records))
     epochs: list[dict[str, float]] = []

@@ -22,6 +22,7 @@ import numpy as np
 
 from hawk.audio import is_audio_file
 from hawk.curation import REJECTED, verdicts
+from hawk.doubt import clip_window
 from hawk.fsutil import atomic_open
 
 CURATION, FIELD = "curation", "field"  # where a "no" came from
@@ -88,15 +89,7 @@ def collect_negatives(codes: list[str], curation: Path, field_clips: Path, store
     if clips and embed_clips is not None:
         rows += list(embed_clips([p for _, p in clips]))
         for code, p in clips:
-            out.add(code, *_window_of(p), FIELD)
+            out.add(code, *(clip_window(p) or (p.stem, 0.0)), FIELD)
     out.vectors = np.asarray(rows, np.float32).reshape(len(rows), dim)
     return out
 
-
-def _window_of(clip: Path) -> tuple[str, float]:
-    """(recording stem, offset) from a clip's name, as the review page writes it (hawk.doubt.clip_name)."""
-    stem, _, offset = clip.stem.rpartition("-")
-    try:
-        return stem, float(offset)
-    except ValueError:
-        return clip.stem, 0.0

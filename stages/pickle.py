@@ -64,9 +64,8 @@ def said_no(cfg, codes: list[str], by_code: dict, identity: dict) -> Negatives:
         check_same_embedder({"the embed stage": identity, "the configured embedder": embedder.identity()})
         return [embedder.embed_file(p, [0.0])[0] for p in paths]
 
-    dim = int(identity.get("dim") or next((len(v) for m in by_code.values() for v in m.values()), 0))
-    return collect_negatives(codes, Path(cfg.paths.curation), Path(cfg.paths.field), stored, by_code, dim,
-                             embed_clips, exclude)
+    return collect_negatives(codes, Path(cfg.paths.curation), Path(cfg.paths.field), stored, by_code,
+                             int(identity["dim"]), embed_clips, exclude)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_di
     splits = make_splits(specset.groups, specset.labels, s.val_portion, s.num_folds, s.seed)
     weights = (class_weights(specset.labels[has], len(codes), s.class_weight_power) if s.use_class_weights
                else np.ones(len(codes), np.float32))
-    x, labels, verdicts, said_no = with_negatives(specset, x)
+    x, labels, verdicts = with_negatives(specset, x)
+    said_no = np.flatnonzero(verdicts.no)
     classes = list(zip(specset.class_names, codes))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -62,9 +63,9 @@ def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_di
     return results
 
 
-def with_negatives(specset: SpecSet, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, Verdicts, np.ndarray]:
-    """(vectors, class per row, the rows' verdicts, the indices of the rows a person said no to):
-    the set's rows, then its negatives (hawk.negatives), which train but never validate. A confirmed
+def with_negatives(specset: SpecSet, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, Verdicts]:
+    """(vectors, class per row, the rows' verdicts): the set's rows, then the rows a person said no to
+    (hawk.negatives, ``verdicts.no``), which train but never validate. A confirmed
     clip of the user's own recordings (source field) is a yes for its class only."""
     neg = specset.negatives()
     col = {c: k for k, c in enumerate(specset.class_codes)}
@@ -74,8 +75,7 @@ def with_negatives(specset: SpecSet, x: np.ndarray) -> tuple[np.ndarray, np.ndar
         x = np.concatenate([x, neg.vectors[keep]])
     labels = np.concatenate([specset.labels, np.array([col[neg.codes[i]] for i in keep], np.int64)])
     own_only = np.array([r.get("source") == FIELD for r in specset.rows] + [False] * len(keep))
-    no = np.arange(len(labels)) >= n
-    return x, labels, Verdicts(no, own_only), np.arange(n, len(labels))
+    return x, labels, Verdicts(np.arange(len(labels)) >= n, own_only)
 
 
 def fit_head(x: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, refit_idx: np.ndarray | None,
