@@ -5,9 +5,11 @@ at: a verdict on a window the model already agrees with teaches nothing. After a
 candidate window of a class (kept for training or dropped by curation) is scored with it, and four
 kinds of window are queued, taken in turn so each kind gets a share of the budget:
 
-- ``kept_low``: kept for training, but judged unlikely to hold the class (by its out-of-fold keep
+- ``kept_low``: kept for training, the least likely to hold the class first (by its out-of-fold keep
   score when the class is curated by the model: the model itself trained on the window and agrees
-  with it; else by the model's score);
+  with it; else by the model's score). No boundary: curation by the model keeps only windows whose
+  keep score passed its threshold, so the doubtful ones among them sit just above it; a "no" here
+  both removes a wrong positive and adds a negative, the verdict that moves training most;
 - ``dropped_high``: dropped by curation, but the model scores it high (a call curation lost);
 - ``other_high``: another class scores high (a secondary species, a confusable pair, a bird in Noise);
 - ``margin``: the model's score is nearest its decision boundary (what a verdict moves most);
@@ -92,7 +94,7 @@ def rank_doubts(candidates: Sequence[Candidate], code: str, settings: DoubtSetti
         return c.keep_score if c.keep_score is not None else c.score
 
     pools = [
-        ("kept_low", sorted((c for c in todo if c.kept and low(c) < b), key=low)),
+        ("kept_low", sorted((c for c in todo if c.kept), key=low)),
         ("dropped_high", sorted((c for c in todo if not c.kept and c.score >= b), key=lambda c: -c.score)),
         ("other_high", sorted((c for c in todo if c.other not in skip and c.other_score >= b),
                               key=lambda c: -c.other_score)),
