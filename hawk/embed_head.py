@@ -44,6 +44,7 @@ class HeadSettings:
     lr: float = 0.01
     weight_decay: float = 0.001
     verdict_weight: float = 3.0  # a person's verdict (a "no", a confirmed field clip) counts this many curated rows
+    dropped_weight: float = 1.0  # a window curation by the model dropped, as a negative of its class (0: unused)
 
 
 class EmbedHead(nn.Module):
@@ -65,20 +66,26 @@ class EmbedHead(nn.Module):
 class Verdicts:
     """Rows of a training matrix that a person judged for their own class only: ``no`` (bool per row)
     says the row is not its class (hawk.negatives), ``own_only`` that it is, but says nothing of the
-    others (a confirmed clip of the user's recordings, where other species call too). The loss sees
-    only those rows' own class, ``verdict_weight`` times."""
+    others (a confirmed clip of the user's recordings, where other species call too); ``by_model``
+    (None: none), that a no is the model's (a window curation dropped), not a person's. The loss sees
+    only those rows' own class, ``verdict_weight`` times, or ``dropped_weight`` for the model's."""
 
     no: np.ndarray
     own_only: np.ndarray
+    by_model: np.ndarray | None = None
+
+    def model_rows(self) -> np.ndarray:
+        return self.by_model if self.by_model is not None else np.zeros(len(self.no), bool)
 
     def apply(self, target: torch.Tensor, mask: torch.Tensor, labels: np.ndarray,
-              weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = torch.from_numpy(np.flatnonzero(self.no | self.own_only))
-        own = torch.from_numpy(np.asarray(labels, np.int64))[rows]
+              weight: float, dropped_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = np.flatnonzero(self.no | self.own_only)
+        own = np.asarray(labels, np.int64)[rows]
         target, mask = target.clone(), mask.clone()
         target[torch.from_numpy(np.flatnonzero(self.no))] = 0.0
-        mask[rows] = 0.0
-        mask[rows, own] = float(weight)
+        mask[torch.from_numpy(rows)] = 0.0
+        mask[torch.from_numpy(rows), torch.from_numpy(own)] = torch.from_numpy(
+            np.where(self.model_rows()[rows], dropped_weight, weight).astype(np.float32))
         return target, mask
 
 
@@ -107,7 +114,7 @@ def train_head(x: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx
     target[torch.arange(len(labels)), torch.from_numpy(np.asarray(labels, np.int64))] = 1.0
     mask = torch.ones(len(labels), num_classes)
     if verdicts is not None:
-        target, mask = verdicts.apply(target, mask, labels, settings.verdict_weight)
+        target, mask = verdicts.apply(target, mask, labels, settings.verdict_weight, settings.dropped_weight)
     smooth = target * (1 - label_smoothing) + label_smoothing / num_classes
     w = torch.as_tensor(weights, dtype=torch.float32)
     tr, va = torch.from_numpy(np.asarray(train_idx, np.int64)), torch.from_numpy(np.asarray(val_idx, np.int64))

@@ -234,6 +234,7 @@ class Head:
     lr: float = setting(gt=0)
     weight_decay: float = setting(ge=0)
     verdict_weight: float = setting(ge=0)
+    dropped_weight: float = setting(ge=0)
 
 
 @dataclass

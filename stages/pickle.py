@@ -6,8 +6,10 @@ format runs no code when loaded and training reads it from disk, so a set larger
 A listed class with no spectrograms is an error naming it. When an embedding head is trained
 (train.model_name=embed_head or train.head.enabled), each row's embedding from the embed stage is
 stored beside it (vectors.npy), and so is every window you said no to (negatives.npz: a rejected image
-in data/curation/<CODE>/rejected/, a rejected field clip in data/field/<CODE>/rejected/), which the head
-trains on as a negative of that class only (hawk/negatives.py).
+in data/curation/<CODE>/rejected/, a rejected field clip in data/field/<CODE>/rejected/) and every
+window curation by the model dropped (data/dropped/<CODE>/dropped.csv, unless you restored it), which
+the head trains on as a negative of that class only (hawk/negatives.py; train.head.verdict_weight and
+train.head.dropped_weight weigh them).
 
     python -m stages.pickle [pickle.max_per_class=500]
 """
@@ -20,7 +22,7 @@ from hawk.classes import read_classes_txt
 from hawk.db import SpecDB
 from hawk.dedup import read_exclude, read_groups
 from hawk.embed.store import check_same_embedder, vectors_by_window
-from hawk.negatives import Negatives, collect_negatives
+from hawk.negatives import CURATION, DROPPED, FIELD, Negatives, collect_negatives
 from hawk.specset import build_specset
 from stages._cli import embedder_description, embedder_factory, load_config, parser, run, trains_head
 
@@ -42,9 +44,11 @@ def main() -> None:
     counts = ", ".join(f"{c} {n}" for c, n in meta["per_class"].items())
     extra = f"; {meta['vectors_missing']} without an embedding" if meta.get("vectors_missing") else ""
     print(f"pickle: {meta['count']} spectrograms of {len(classes)} classes ({counts}) in {cfg.paths.specs}{extra}")
-    if negatives:
-        print(f"pickle: {len(negatives)} windows you said no to, negatives of their class for the head "
-              f"({', '.join(f'{c} {n}' for c, n in negatives.counts().items())})")
+    for counts, what in ((negatives.counts((CURATION, FIELD)), "you said no to"),
+                         (negatives.counts((DROPPED,)), "curation by the model dropped")) if negatives else ():
+        if counts:
+            print(f"pickle: {sum(counts.values())} windows {what}, negatives of their class for the head "
+                  f"({', '.join(f'{c} {n}' for c, n in counts.items())})")
     for what, why in negatives.unusable if negatives else []:
         print(f"pickle: skipped your no on {what}: {why}")
 
@@ -65,7 +69,7 @@ def said_no(cfg, codes: list[str], by_code: dict, identity: dict) -> Negatives:
         return [embedder.embed_file(p, [0.0])[0] for p in paths]
 
     return collect_negatives(codes, Path(cfg.paths.curation), Path(cfg.paths.field), stored, by_code,
-                             int(identity["dim"]), embed_clips, exclude)
+                             int(identity["dim"]), embed_clips, exclude, Path(cfg.paths.dropped))
 
 
 if __name__ == "__main__":

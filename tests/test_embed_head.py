@@ -255,6 +255,42 @@ def test_a_persons_no_becomes_a_negative_of_its_class_in_the_training_set(projec
     assert mlflow.MlflowClient(tracking.mlflow_uri).get_run(r.run_id).data.params["negatives_said_no"] == "2"
 
 
+def test_windows_curation_by_the_model_dropped_are_negatives_unless_a_person_restored_or_rejected_them(
+        project, train_db, tmp_path):
+    """select's dropped.csv (judged by score) gives the model's negatives; a restored drop is a yes, a
+    rejected one is the person's no (counted once, as theirs), and drops judged by activity are not the
+    model's judgement. The head weighs the model's rows dropped_weight, a person's verdict_weight."""
+    from hawk.db import SpecDB
+    from hawk.embed_head import Verdicts
+    from hawk.negatives import CURATION, DROPPED, collect_negatives
+    from hawk.plot import image_name, write_dropped
+    from hawk.spectrogram import SpecSettings
+
+    _, by_code, _ = project
+    code, other = CLASSES[0][1], CLASSES[1][1]
+    with SpecDB(train_db.parent / f"{code}.db") as db:
+        stored = {code: db.offsets()}
+    (a, b, c, d) = sorted(by_code[code])[:4]
+    write_dropped(tmp_path / "dropped" / code, [(*a, 0.1), (*b, 0.2)], train_db.parent / f"{code}.db", SpecSettings(),
+                  "score", overruled=[(*c, 0.3)])
+    (e,) = sorted(by_code[other])[:1]
+    write_dropped(tmp_path / "dropped" / other, [(*e, -60.0)], train_db.parent / f"{other}.db", SpecSettings(),
+                  "activity_db")
+    (tmp_path / "curation" / code / "rejected").mkdir(parents=True)
+    (tmp_path / "curation" / code / "rejected" / image_name(*b)).write_bytes(b"")
+    (tmp_path / "curation" / code / "rejected" / image_name(*d)).write_bytes(b"")
+    neg = collect_negatives([code, other], tmp_path / "curation", tmp_path / "field", stored, by_code, 1024, None,
+                            dropped=tmp_path / "dropped")
+    got = sorted(zip(neg.files, neg.offsets, neg.origins))
+    assert got == sorted([(*b, CURATION), (*d, CURATION), (*a, DROPPED)])
+    assert neg.counts((DROPPED,)) == {code: 1} and neg.counts((CURATION,)) == {code: 2}
+    i = neg.origins.index(DROPPED)
+    assert np.array_equal(neg.vectors[i], by_code[code][a])
+    verdicts = Verdicts(np.ones(3, bool), np.zeros(3, bool), np.array([False, True, False]))
+    _, mask = verdicts.apply(torch.ones(3, 2), torch.ones(3, 2), np.array([0, 1, 0]), 3.0, 0.5)
+    assert mask.tolist() == [[3.0, 0.0], [0.0, 0.5], [3.0, 0.0]]
+
+
 def test_a_no_teaches_its_own_class_only():
     """Rows a person said no to (for class 0) pull class 0's score down where they lie, and leave the
     other class's column as it was: a "no, not this class" says nothing about the others. A confirmed

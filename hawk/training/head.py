@@ -36,7 +36,8 @@ def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_di
     weights = (class_weights(specset.labels[has], len(codes), s.class_weight_power) if s.use_class_weights
                else np.ones(len(codes), np.float32))
     x, labels, verdicts = with_negatives(specset, x)
-    said_no = np.flatnonzero(verdicts.no)
+    by_model = verdicts.model_rows()
+    said_no = np.flatnonzero(verdicts.no & (~by_model | (s.head.dropped_weight > 0)))  # rows that train
     classes = list(zip(specset.class_names, codes))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -52,7 +53,8 @@ def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_di
                           run.epochs, {
             **(params or {}), "fold": fold, "train_spectrograms": len(train_idx), "val_spectrograms": len(val_idx),
             "refit_spectrograms": int(has.sum()) if refit else 0,
-            "windows_without_embedding": int((~has).sum()), "negatives_said_no": len(said_no),
+            "windows_without_embedding": int((~has).sum()), "negatives_said_no": int((verdicts.no & ~by_model).sum()),
+            "negatives_dropped_by_model": int(by_model[said_no].sum()),
             "field_clips_confirmed": int(verdicts.own_only.sum()),
             **{f"calibration_{k}": v for k, v in (run.calibration or {}).items()}})
         path = save_head(ckpt_dir / f"{name}.ckpt", run, classes, specset.meta,
@@ -64,9 +66,9 @@ def train_heads(specset_dir: Path, s: TrainSettings, tracking: Tracking, ckpt_di
 
 
 def with_negatives(specset: SpecSet, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, Verdicts]:
-    """(vectors, class per row, the rows' verdicts): the set's rows, then the rows a person said no to
-    (hawk.negatives, ``verdicts.no``), which train but never validate. A confirmed
-    clip of the user's own recordings (source field) is a yes for its class only."""
+    """(vectors, class per row, the rows' verdicts): the set's rows, then the negatives (hawk.negatives,
+    ``verdicts.no``: a person's no, or a window curation by the model dropped), which train but never
+    validate. A confirmed clip of the user's own recordings (source field) is a yes for its class only."""
     neg = specset.negatives()
     col = {c: k for k, c in enumerate(specset.class_codes)}
     keep = [i for i, c in enumerate(neg.codes) if c in col] if neg is not None and len(neg) else []
@@ -75,7 +77,8 @@ def with_negatives(specset: SpecSet, x: np.ndarray) -> tuple[np.ndarray, np.ndar
         x = np.concatenate([x, neg.vectors[keep]])
     labels = np.concatenate([specset.labels, np.array([col[neg.codes[i]] for i in keep], np.int64)])
     own_only = np.array([r.get("source") == FIELD for r in specset.rows] + [False] * len(keep))
-    return x, labels, Verdicts(np.arange(len(labels)) >= n, own_only)
+    by_model = np.concatenate([np.zeros(n, bool), neg.by_model()[keep] if keep else np.zeros(0, bool)])
+    return x, labels, Verdicts(np.arange(len(labels)) >= n, own_only, by_model)
 
 
 def fit_head(x: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, refit_idx: np.ndarray | None,
