@@ -78,7 +78,7 @@ class Verdicts:
         return self.by_model if self.by_model is not None else np.zeros(len(self.no), bool)
 
     def apply(self, target: torch.Tensor, mask: torch.Tensor, labels: np.ndarray,
-              weight: float, dropped_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+              weight: float, dropped_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
         rows = np.flatnonzero(self.no | self.own_only)
         own = np.asarray(labels, np.int64)[rows]
         target, mask = target.clone(), mask.clone()

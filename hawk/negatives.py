@@ -115,7 +115,6 @@ def collect_negatives(codes: list[str], curation: Path, field_clips: Path, store
     return out
 
 
-
 def dropped_by_model(folder: Path) -> list[tuple[str, float]]:
     """(file, offset) of the windows select's curation by the model dropped (``dropped.csv`` judged by
     ``score``; activity drops are not the model's judgement) and no person restored."""
