@@ -520,20 +520,22 @@ def test_an_empty_folder_says_what_fills_it_and_a_notice_says_why_verdicts_would
 
 @pytest.fixture
 def queue(project, curation):
-    """A doubt queue of RIWH's windows (#1 a drop the model calls yes, #2 a kept window another class
-    scores high, then the margin), beside the drops page, served together."""
+    """A doubt queue of RIWH's windows (#1 a kept window the model doubts, #2 a drop the model calls yes,
+    #3 a window another class scores high, then the margin), beside the drops page, served together."""
     from hawk.doubt import Candidate, rank_doubts, stored_spectrograms, write_queue
     from hawk.plot import write_dropped
 
     db = project / "data/db/RIWH.db"
     with SpecDB(db) as d:
         windows = [(f, o) for _, f, o in d.windows()][:6]
-    pool = [Candidate(*windows[0], False, 0.95, None, "Noise", 0.1),
-            Candidate(*windows[1], True, 0.80, None, "FACH", 0.9)] + \
-        [Candidate(f, o, False, 0.4 + 0.02 * i, None, "Noise", 0.2) for i, (f, o) in enumerate(windows[2:])]
+    pool = [Candidate(*windows[0], True, 0.80, None, "Noise", 0.1),
+            Candidate(*windows[1], False, 0.95, None, "Noise", 0.1),
+            Candidate(*windows[2], False, 0.30, None, "FACH", 0.9)] + \
+        [Candidate(f, o, False, 0.4 + 0.02 * i, None, "Noise", 0.2) for i, (f, o) in enumerate(windows[3:])]
     folder, drops = project / "data/doubt/RIWH", project / "data/dropped/RIWH"
     write_queue(folder, rank_doubts(pool, "RIWH"), stored_spectrograms(db, windows, SpecSettings()), SpecSettings())
-    write_dropped(drops, [(*windows[0], 0.1)], db, SpecSettings())
+    write_dropped(drops, [(*windows[1], 0.1)], db, SpecSettings())
+    (curation / f"{os.path.splitext(windows[1][0])[0]}-{windows[1][1]:.2f}.jpeg").unlink()  # a drop: not among the kept
     rec = project / "data/recordings/RIWH"
     server = ReviewServer([QueueFolder("RIWH-doubt", folder, curation, rec, "RIWH doubt queue"),
                            DroppedFolder("RIWH-dropped", drops, curation / "restored", rec)],
@@ -555,30 +557,36 @@ def test_the_doubt_queue_takes_birdnets_keys_autoplays_and_select_obeys_the_verd
     assert n == 6 and _counts(page) == f"yes 0 · no 0 · to review {n}"
     assert page.locator("#queuehelp").is_visible() and page.locator("#help").is_hidden()
     names = page.locator(".card").evaluate_all("cards => cards.map(c => c.dataset.name)")
-    assert "dropped by curation, but the model scores RIWH 0.95" in page.locator(".card .why").first.inner_text()
-    assert "FACH scores 0.90" in page.locator(".card .why").nth(1).inner_text()
+    why = page.locator(".card .why")
+    assert "kept for training, but the model scores RIWH 0.80" in why.first.inner_text()
+    assert "dropped by curation, but the model scores RIWH 0.95" in why.nth(1).inner_text()
+    assert "FACH scores 0.90" in why.nth(2).inner_text()
     canonical = [f"{os.path.splitext(f)[0]}-{o:.2f}.jpeg" for f, o in windows]
     with page.expect_request(lambda r: "/api/clip" in r.url and names[1] in r.url):  # autoplay of the next
-        page.keyboard.press("ArrowUp")  # yes to #1
-    page.wait_for_function("() => document.querySelectorAll('.card.kept').length === 1")
-    assert (curation / "restored" / canonical[0]).is_file()
-    assert page.locator(".card.selected").get_attribute("data-name") == names[1]
-    page.keyboard.press("ArrowDown")  # no to #2
+        page.keyboard.press("ArrowDown")  # no to #1
     page.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 1")
-    assert (curation / "rejected" / canonical[1]).is_file()
+    assert (curation / "rejected" / canonical[0]).is_file()
     assert page.locator(".card.rejected").evaluate("el => getComputedStyle(el, '::after').content") == '"no"'
+    assert page.locator(".card.selected").get_attribute("data-name") == names[1]
+    page.keyboard.press("ArrowUp")  # yes to #2
+    page.wait_for_function("() => document.querySelectorAll('.card.kept').length === 1")
+    assert (curation / "restored" / canonical[1]).is_file()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)  # docs/review-queue.png
     page.screenshot(path=str(ARTIFACTS / "review-queue.png"))
     page.keyboard.press("ArrowRight")  # skip #3
     assert page.locator(".card.selected").get_attribute("data-name") == names[3]
     assert _counts(page) == f"yes 1 · no 1 · to review {n - 2}"
-    page.keyboard.press("ArrowLeft")  # undo the no
-    page.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 0")
-    assert not (curation / "rejected" / canonical[1]).exists()
+    page.keyboard.press("ArrowLeft")  # undo the yes
+    page.wait_for_function("() => document.querySelectorAll('.card.kept').length === 0")
+    assert not (curation / "restored" / canonical[1]).exists()
     assert page.locator(".card.selected").get_attribute("data-name") == names[1]
-    page.keyboard.press("x")  # and no again, with today's key
-    page.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 1")
-    # the drops page shows #1 restored; dropping it again there reopens it in the queue
+    page.keyboard.press("r")  # and yes again, with today's key, on to #3 ...
+    page.wait_for_function("() => document.querySelectorAll('.card.kept').length === 1")
+    assert page.locator(".card.selected").get_attribute("data-name") == names[2]
+    page.keyboard.press("x")  # ... and no to it, with today's key
+    page.wait_for_function("() => document.querySelectorAll('.card.rejected').length === 2")
+    assert (curation / "rejected" / canonical[2]).is_file()
+    # the drops page shows #2 restored; dropping it again there reopens it in the queue
     other = browser.new_page()
     other.goto(server.url + "&f=RIWH-dropped")
     other.wait_for_selector(".card.kept")
@@ -586,18 +594,19 @@ def test_the_doubt_queue_takes_birdnets_keys_autoplays_and_select_obeys_the_verd
     other.keyboard.press("x")
     other.wait_for_function("() => document.querySelectorAll('.card.kept').length === 0")
     page.wait_for_function("() => document.querySelectorAll('.card.kept').length === 0")  # the poll follows
-    assert not (curation / "restored" / canonical[0]).exists()
-    assert _counts(page) == f"yes 0 · no 1 · to review {n - 1}"
-    page.locator(".card").first.click()
+    assert not (curation / "restored" / canonical[1]).exists()
+    assert _counts(page) == f"yes 0 · no 2 · to review {n - 2}"
+    page.locator(".card").nth(1).click()
     page.keyboard.press("ArrowUp")
     page.wait_for_function("() => document.querySelectorAll('.card.kept').length === 1")
-    # select obeys: #2's image is still among the kept images, but the no wins; #1 (a drop) is kept when said yes to again
+    # select obeys: #1's and #3's images are still among the kept images, but the no wins; #2 (a drop) is kept
+    # when said yes to again
     r = procs.run([sys.executable, "-m", "stages.select", "--code", "RIWH"], cwd=project)
     assert r.returncode == 0, r.stderr
-    assert "1 rejected by you" in r.stdout, r.stdout
+    assert "2 rejected by you" in r.stdout, r.stdout
     with SpecDB(project / "data/select/RIWH.db") as d:
         chosen = {(f, o) for _, f, o in d.windows()}
-    assert windows[0] in chosen and windows[1] not in chosen and windows[2] in chosen
+    assert windows[1] in chosen and windows[0] not in chosen and windows[2] not in chosen and windows[3] in chosen
 
 
 def test_a_field_verdict_is_a_clip_of_the_window_or_its_image_and_back_to_open_removes_it(project, tmp_path):
