@@ -1,4 +1,4 @@
-"""Small file-system helpers: atomic writes, exclusive locks and safe file names."""
+"""Small file-system helpers: atomic writes, exclusive locks, safe file names and the cache folder."""
 
 from __future__ import annotations
 
@@ -83,3 +83,10 @@ def safe_name(name: str, default: str = "file") -> str:
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     clean = _UNSAFE.sub("_", base).lstrip(".-_")
     return clean[:150] or default
+
+
+def cache_dir() -> Path:
+    """Exported models and probes live outside the project (each a pure function of a model file):
+    ``$HAWK_CACHE`` or ``$XDG_CACHE_HOME/hawk`` (default ``~/.cache/hawk``), then ``runtimes/``."""
+    root = os.environ.get("HAWK_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hawk"
+    return Path(root) / "runtimes"

@@ -14,7 +14,6 @@ A runtime whose package is missing is skipped the same way, down to PyTorch, whi
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from hawk.errors import HawkError
-from hawk.fsutil import atomic_open, sha256_file
+from hawk.fsutil import atomic_open, cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 RUNTIMES = ("openvino", "onnxruntime", "torch")
@@ -32,13 +31,6 @@ Runner = Callable[[np.ndarray], np.ndarray]  # (n, 1, height, width) float32 in 
 
 class RuntimeUnavailable(HawkError, RuntimeError):
     """A runtime that cannot run this model here (package missing, export failed, scores differ)."""
-
-
-def cache_dir() -> Path:
-    """Exported models live outside the project (they are a pure function of the checkpoint):
-    ``$HAWK_CACHE`` or ``$XDG_CACHE_HOME/hawk`` (default ``~/.cache/hawk``), then ``runtimes/``."""
-    root = os.environ.get("HAWK_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hawk"
-    return Path(root) / "runtimes"
 
 
 def order(runtime: str, device: str) -> list[str]:

@@ -1,16 +1,18 @@
 """BirdNET's fast path (front end as matrix products, network on OpenVINO) against the model as shipped
 on LiteRT: the same embeddings on real audio, digital silence and zero-padded ends; a clear error for
 an unknown runtime; the shipped model, with a warning, when the start-up check fails; the check's
-reference cached, and made again when the cache is bad."""
+reference cached, and made again when the cache is bad; the embedder starts without torch."""
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from hawk.runtime import cache_dir
-
 import hawk.embed.birdnet as birdnet
 from hawk.download.demo import synth_recording
 from hawk.embed import EmbedderError, create_embedder
+from hawk.fsutil import cache_dir
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +66,12 @@ def test_the_shipped_models_reference_is_cached_and_a_bad_cache_is_made_again(se
     cached.write_bytes(b"not an array")
     assert create_embedder("birdnet", threads=1).runtime == "front+openvino"
     assert np.array_equal(np.load(cached), want)
+
+
+def test_the_fast_path_starts_without_torch():
+    """Every embed process starts one: torch's import alone would add ~1.4 s to each (a stage per class)."""
+    code = ("import sys; from hawk.embed.birdnet import BirdNETEmbedder; e = BirdNETEmbedder(); "
+            "print(e.runtime, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["front+openvino", "False"], r.stdout

@@ -103,7 +103,7 @@ class BirdNETEmbedder(Embedder):
         """The shipped model's embeddings of :func:`probe`, cached (``$HAWK_CACHE``) by the model file's
         hash and the LiteRT version: making them costs a LiteRT start (~1 s) in every process."""
         from ai_edge_litert import __version__ as litert
-        from hawk.runtime import cache_dir
+        from hawk.fsutil import cache_dir
 
         path = model_path()
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
