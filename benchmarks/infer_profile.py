@@ -5,7 +5,9 @@
 On ten one-minute recordings at HawkEars' settings (3 s segments, 1.5 s overlap), one step at a time
 on one thread per step as infer runs them: decoding with resampling, the spectrograms (STFT and mel),
 and the network on each runtime: PyTorch eager FP32, BF16 (autocast; AMX or AVX512-BF16 where the CPU
-has them) and ``torch.compile``, ONNX Runtime, and OpenVINO in FP32 and BF16 (hawk/runtime.py). The network's FLOPs per window come from PyTorch's FLOP counter, and what the CPU
+has them) and ``torch.compile``, ONNX Runtime, and OpenVINO in FP32 and BF16 (hawk/runtime.py), and INT8: the ONNX export quantized
+statically (ONNX Runtime's QDQ quantizer, per channel, calibrated on 256 of the windows), run on ONNX
+Runtime and on OpenVINO (which runs QDQ models in INT8). The network's FLOPs per window come from PyTorch's FLOP counter, and what the CPU
 can do from a large matrix product in each precision, so the network's speed is also a share of the
 machine's limit. Each runtime's scores are compared with eager FP32's (infer's accuracy rule: 1e-3),
 on a trained checkpoint given with ``--ckpt`` (random weights hide precision errors: their outputs
@@ -44,6 +46,27 @@ def matmul_gflops(dtype: torch.dtype, n: int = 4096) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     return 2 * n**3 / seconds(lambda: a @ b, 5) / 1e9
+
+
+def quantized(onnx: Path, calibration: np.ndarray, out: Path) -> Path:
+    """``onnx`` with INT8 weights and activations (QDQ, per channel), calibrated on ``calibration``
+    (uint8 spectrograms, scaled to [0, 1] as infer feeds the network)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Windows(CalibrationDataReader):
+        def __init__(self) -> None:
+            x = calibration[:, None].astype(np.float32) / np.float32(255)
+            self.batches = iter([{"x": x[i : i + 16]} for i in range(0, len(x), 16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    prepared = out.with_suffix(".prep.onnx")
+    quant_pre_process(str(onnx), str(prepared))
+    quantize_static(str(prepared), str(out), Windows(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out
 
 
 def main() -> None:
@@ -92,9 +115,12 @@ def main() -> None:
         model = fuse_for_inference(model_from_checkpoint(load_checkpoint(ckpt)))
         onnx = runtime.export_onnx(model, (settings.spec_height, settings.spec_width), "profile")
         threads = torch.get_num_threads()
+        int8 = quantized(onnx, x[:256], tmp / "int8.onnx")
         for name, make in [("onnxruntime fp32", lambda: runtime.onnxruntime_runner(onnx, threads)),
                            ("openvino fp32", lambda: runtime.openvino_runner(onnx, threads)),
-                           ("openvino bf16", lambda: runtime.openvino_runner(onnx, threads, "bf16"))]:
+                           ("openvino bf16", lambda: runtime.openvino_runner(onnx, threads, "bf16")),
+                           ("onnxruntime int8", lambda: runtime.onnxruntime_runner(int8, threads)),
+                           ("openvino int8", lambda: runtime.openvino_runner(int8, threads))]:
             try:
                 ens.models = [make()]
                 row(name, ens.scores)
@@ -131,7 +157,7 @@ def main() -> None:
                "runtimes": {}}
     for name, (t, diff) in rows.items():
         rate = windows * flops / t / 1e9
-        peak = peak16 if "bf16" in name else peak32
+        peak = peak16 if "bf16" in name else peak32  # INT8 too: a share of the fp32 peak, for comparison
         verdict = "meets" if diff <= runtime.TOLERANCE else "breaks"
         print(f"{name:<24} {t:>7.2f}s {windows / t:>10.0f} {rate:>8.0f} {rate / peak:>11.1%} {diff:>11.1e}  {verdict} the rule")
         figures["runtimes"][name] = {"seconds": round(t, 2), "windows_per_s": round(windows / t), "x_real_time":
