@@ -262,7 +262,8 @@ def speed_table(profile: Path, speed: Path) -> str:
         runtime = next((k for k, n in PROFILE_NAMES.items() if n == name), None)
         whole = spd["figures"]["runtimes"].get(runtime or "", {}).get("whole_command_x_real_time")
         label = f"{name}{' (default)' if runtime and runtime == default else ''}"
-        rows.append(f"| {label} | {v['windows_per_s']} windows/s | {v['share_of_peak']:.0%} | {v['max_abs_diff']:.0e}"
+        share = f"{v['share_of_peak']:.0%}" if v["share_of_peak"] is not None else ""
+        rows.append(f"| {label} | {v['windows_per_s']} windows/s | {share} | {v['max_abs_diff']:.0e}"
                     f"{'' if v['meets_rule'] else ' (too far)'} | " + (f"{whole:.0f}x real time | "
                     f"{36e6 / whole / 3600:.0f} h |" if whole else "| |"))
     if limit := limit_line(prof["figures"], spd["figures"]["runtimes"], default):
