@@ -340,7 +340,8 @@ def agile_table(files: list[Path]) -> str:
                               f"{f['arms']['doubt'][-1]['selection']['kept_empty_share']:.1%})")
         wall = "; ".join(", ".join(f"{x['seconds']} s" for x in f["arms"][arm])
                          for arm in ("doubt", "field") if arm in f["arms"])
-        rows.append(f"| {design}, seed {seed} | {f['budget_per_class']} x {f['classes_reviewed']} classes | "
+        sets = "".join(f", {o}" for o in f.get("overrides", []))  # e.g. experiment=cnn: the CNN in the loop
+        rows.append(f"| {design}, seed {seed}{sets} | {f['budget_per_class']} x {f['classes_reviewed']} classes | "
                     f"{f['round0']['per_sound_ap']:.3f} | {arms.get('doubt', '')} | {arms.get('field', '')} | "
                     f"{arms.get('random', '')} | {arms.get('search', '')} | {wall} |")
         notes.append(f"`benchmarks/results/{path.name}`: commit {r.get('commit')}, {r['machine'].get('cpu')} "
