@@ -4,7 +4,7 @@ Members are CNN checkpoints (spectrogram in) and embedding heads (hawk/embed_hea
 embedding in, made by the embedder the head was trained with); each member counts once in the mean.
 
 Recordings are decoded and turned into spectrograms in a background thread while the models run, so
-decoding and the network overlap. Segments start every ``segment_len - overlap``
+decoding and the network overlap; the CNNs' batches run across files, so short recordings fill them. Segments start every ``segment_len - overlap``
 seconds (HawkEars: 3 s segments, 1.5 s overlap); the last partial segment is zero-padded so the end of
 a recording is heard too. Scores are the mean of the models' sigmoid outputs, then Platt-calibrated:
 ``sigmoid(a * logit(score) + b)``, the same numpy function wherever scores are produced.
@@ -133,12 +133,15 @@ class Ensemble:
 
 
     @torch.inference_mode()
-    def window_scores(self, res: dict[str, Any], batch_size: int = 64) -> np.ndarray:
+    def window_scores(self, res: dict[str, Any], batch_size: int = 64, cnn: np.ndarray | None = None) -> np.ndarray:
         """Mean score of every member for the segments of one :func:`file_segments` result; the heads
-        embed the segments at the same offsets from the recording itself."""
+        embed the segments at the same offsets from the recording itself. ``cnn``: the CNNs' mean
+        scores of these segments when already made (in a batch shared with other files)."""
         if not len(res["offsets"]):  # a part past a recording's end
             return np.zeros((0, len(self.classes)), np.float32)
-        total = self.scores(res["specs"], batch_size) * len(self.models) if self.models else 0.0
+        if self.models and cnn is None:
+            cnn = self.scores(res["specs"], batch_size)
+        total = cnn * len(self.models) if self.models else 0.0
         if self.heads:
             x = torch.from_numpy(self.embedder.embed_file(res["path"], res["offsets"].tolist(), batch_size))
             total = total + sum(torch.sigmoid(h(x)).numpy() for h in self.heads)
@@ -369,11 +372,12 @@ class ScoreRun:
 
 
 def score_segments(ensemble: Ensemble, res: dict[str, Any], calibration: tuple[float, float] = (1, 0),
-                   batch_size: int = 64) -> FileScores | tuple[str, str]:
-    """The calibrated scores of one :func:`file_segments` result, or (path, reason) for a failed one."""
+                   batch_size: int = 64, cnn: np.ndarray | None = None) -> FileScores | tuple[str, str]:
+    """The calibrated scores of one :func:`file_segments` result, or (path, reason) for a failed one
+    (``cnn``: see :meth:`Ensemble.window_scores`)."""
     if "error" in res:
         return res["path"], res["error"]
-    s = calibrate(ensemble.window_scores(res, batch_size), *calibration)
+    s = calibrate(ensemble.window_scores(res, batch_size, cnn), *calibration)
     return FileScores(Path(res["path"]), res["offsets"], s, res["seconds"])
 
 
@@ -383,8 +387,8 @@ def iter_scores(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, cal
     ``engine`` (a :class:`hawk.ray_engine.RayEngine`; files in the order they finish)."""
     settings = segment_settings(ensemble.settings, overlap)
     if engine is None:
-        for res in iter_segments(files, settings, prefetch, bool(ensemble.models)):
-            yield score_segments(ensemble, res, calibration, batch_size)
+        yield from _across_files(iter_segments(files, settings, prefetch, bool(ensemble.models)), ensemble,
+                                 calibration, batch_size)
         return
     # workers run in their own folders: they get absolute paths, the caller gets its own back; not
     # resolved, so two inputs that are links to one file stay two recordings, as on the local engine
@@ -406,6 +410,44 @@ def iter_scores(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, cal
             merged = merge_parts([o for _, o in sorted(arrived.pop(path), key=lambda d: d[0])])
             yield dataclasses.replace(merged, path=given[path]) if isinstance(merged, FileScores) \
                 else (str(given[path]), merged[1])
+
+
+def _across_files(results: Iterator[dict[str, Any]], ensemble: Ensemble, calibration: tuple[float, float],
+                  batch_size: int) -> Iterator[FileScores | tuple[str, str]]:
+    """:func:`score_segments` of each result, in order, the CNNs' windows taken ``batch_size`` at a time
+    across consecutive files: short recordings (a one-minute file holds 39 windows at 1.5 s overlap)
+    would otherwise each make a batch smaller than ``batch_size``. A file is yielded as soon as its
+    last window is scored, so at most one batch of windows waits beyond the file in hand."""
+    pending: list[dict[str, Any]] = []  # results not yet yielded, in order
+    todo: list[np.ndarray] = []  # their CNN windows not yet scored, in order
+    done: list[np.ndarray] = []  # the CNN scores of their windows so far, in order
+    waiting = scored = 0
+
+    def ready(final: bool) -> Iterator[FileScores | tuple[str, str]]:
+        nonlocal todo, waiting, scored, pending, done
+        if waiting >= batch_size or (final and waiting):
+            x = todo[0] if len(todo) == 1 else np.concatenate(todo)  # one copy, only when files share a batch
+            n = len(x) if final else waiting - waiting % batch_size
+            done.append(ensemble.scores(x[:n], batch_size))
+            todo, waiting, scored = [x[n:].copy()], waiting - n, scored + n  # the rest: less than a batch
+        have = np.concatenate(done) if done else np.zeros((0, len(ensemble.classes)), np.float32)
+        used = 0
+        while pending:
+            res = pending[0]
+            n = len(res["offsets"]) if ensemble.models and "error" not in res else 0
+            if used + n > scored:
+                break
+            yield score_segments(ensemble, pending.pop(0), calibration, batch_size, have[used : used + n] if n else None)
+            used += n
+        done, scored = [have[used:]], scored - used
+
+    for res in results:
+        pending.append(res)
+        if ensemble.models and "error" not in res and len(res["offsets"]):
+            todo.append(res["specs"])
+            waiting += len(res["offsets"])
+        yield from ready(False)
+    yield from ready(True)
 
 
 def recording_parts(path: str, settings: SpecSettings, part_seconds: float | None) -> list[tuple[int, int | None]]:

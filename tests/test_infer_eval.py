@@ -12,7 +12,7 @@ from hawk.ckpt import save_checkpoint
 from hawk.download.demo import make_soundscapes, synth_recording, write_audio, write_annotations
 from hawk.evaluate import AnnotationError, build_table, compute_metrics, fit_platt, match_annotations, read_annotations
 from hawk.audio import AudioError
-from hawk.infer import (Ensemble, EnsembleError, FileScores, calibrate, file_segments, find_recordings,
+from hawk.infer import (Ensemble, EnsembleError, FileScores, calibrate, file_segments, find_recordings, iter_scores,
                         recordings_root, score_files, segment_settings)
 from hawk.labels import make_labels, read_audacity, read_raven, write_audacity, write_raven
 from hawk.models import create_model
@@ -104,6 +104,32 @@ def test_scoring_survives_bad_and_empty_files(ensemble_dir, tmp_path):
     assert {p.rsplit("/", 1)[-1] for p, _ in run.skipped} == {"bad.mp3", "empty.wav", "header_only.wav"}
     assert scored["good.flac"].offsets.tolist() == [0.0, 1.5, 3.0, 4.5]  # the 7 s end is padded into a segment
     assert scored["short.wav"].offsets.tolist() == [0.0]
+
+
+def test_short_recordings_share_the_networks_batches_and_keep_their_own_scores(ensemble_dir, tmp_path):
+    """Consecutive files fill one batch (a one-minute file alone would make a batch of 39); each file
+    still gets exactly the scores it gets scored alone, in order, a bad file among them reported in place."""
+    names = []
+    for i in range(5):
+        names.append(tmp_path / f"r{i}.flac")
+        write_audio(names[-1], synth_recording(("whistle", "chirp")[i % 2], i, 9.0, 32000), 32000)  # 5 windows each
+    (tmp_path / "r2b.mp3").write_text("not audio")
+    names.insert(3, tmp_path / "r2b.mp3")
+    ens = Ensemble.load(ensemble_dir, "cpu", "torch")
+    alone = {f: score_files([f], ens, overlap=1.5).files[0].scores for f in names if f.suffix == ".flac"}
+    calls = []
+    for k, model in enumerate(list(ens.models)):
+        def counted(x, model=model, k=k):
+            calls.append((k, len(x)))
+            return model(x)
+        ens.models[k] = counted
+    out = list(iter_scores(names, ens, overlap=1.5, batch_size=16, prefetch=0))
+    assert [o.path if isinstance(o, FileScores) else Path(o[0]) for o in out] == names
+    assert isinstance(out[3], tuple) and "r2b.mp3" in out[3][0]
+    for o in out:
+        if isinstance(o, FileScores):
+            assert np.abs(o.scores - alone[o.path]).max() <= 1e-6
+    assert sorted(n for k, n in calls if k == 0) == [9, 16]  # 25 windows in batches of 16 across files, not 5 x 5
 
 
 def test_labels_merge_ignore_and_round_trip(tmp_path):
