@@ -4,8 +4,8 @@ Members are CNN checkpoints (spectrogram in) and embedding heads (hawk/embed_hea
 embedding in, made by the embedder the head was trained with); each member counts once in the mean.
 
 Recordings are decoded and turned into spectrograms in a background thread while the models run, so
-decoding and the network overlap; the CNNs' batches run across files, so short recordings fill them. Segments start every ``segment_len - overlap``
-seconds (HawkEars: 3 s segments, 1.5 s overlap); the last partial segment is zero-padded so the end of
+decoding and the network overlap; the CNNs' batches run across files, so short recordings fill them.
+Segments start every ``segment_len - overlap`` seconds (HawkEars: 3 s segments, 1.5 s overlap); the last partial segment is zero-padded so the end of
 a recording is heard too. Scores are the mean of the models' sigmoid outputs, then Platt-calibrated:
 ``sigmoid(a * logit(score) + b)``, the same numpy function wherever scores are produced.
 """
@@ -420,26 +420,24 @@ def _across_files(results: Iterator[dict[str, Any]], ensemble: Ensemble, calibra
     last window is scored, so at most one batch of windows waits beyond the file in hand."""
     pending: list[dict[str, Any]] = []  # results not yet yielded, in order
     todo: list[np.ndarray] = []  # their CNN windows not yet scored, in order
-    done: list[np.ndarray] = []  # the CNN scores of their windows so far, in order
-    waiting = scored = 0
+    have = np.zeros((0, len(ensemble.classes)), np.float32)  # the CNN scores of their windows so far
+    waiting = 0
 
     def ready(final: bool) -> Iterator[FileScores | tuple[str, str]]:
-        nonlocal todo, waiting, scored, pending, done
+        nonlocal todo, waiting, have
         if waiting >= batch_size or (final and waiting):
             x = todo[0] if len(todo) == 1 else np.concatenate(todo)  # one copy, only when files share a batch
             n = len(x) if final else waiting - waiting % batch_size
-            done.append(ensemble.scores(x[:n], batch_size))
-            todo, waiting, scored = [x[n:].copy()], waiting - n, scored + n  # the rest: less than a batch
-        have = np.concatenate(done) if done else np.zeros((0, len(ensemble.classes)), np.float32)
+            have = np.concatenate([have, ensemble.scores(x[:n], batch_size)])
+            todo, waiting = [x[n:].copy()], waiting - n  # the rest: less than a batch
         used = 0
         while pending:
-            res = pending[0]
-            n = len(res["offsets"]) if ensemble.models and "error" not in res else 0
-            if used + n > scored:
+            n = len(pending[0]["offsets"]) if ensemble.models and "error" not in pending[0] else 0
+            if used + n > len(have):
                 break
             yield score_segments(ensemble, pending.pop(0), calibration, batch_size, have[used : used + n] if n else None)
             used += n
-        done, scored = [have[used:]], scored - used
+        have = have[used:]
 
     for res in results:
         pending.append(res)
