@@ -20,7 +20,7 @@ A window a person has already judged is never queued again.
 The same for the deployment domain (:func:`rank_field`): windows of the user's own field recordings
 (``infer.input``), the ones the model is surest of (``top``: is that really the bird, at your site?)
 and the ones it is least sure of (``margin``), in turn. A confirmed field window becomes a training
-recording of its class (a 3-s clip in ``data/field/<CODE>/``, which download brings in).
+row of its class (a 3-s clip in ``data/field/<CODE>/``, which pickle brings in: hawk.specset).
 """
 
 from __future__ import annotations

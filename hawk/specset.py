@@ -12,6 +12,10 @@ A folder, not a Python pickle, so loading it never runs code:
   embed stage (zeros where the embedder skipped its recording), with the embedder in ``meta.json``.
 - ``negatives.npz`` (idem): the windows a person said no to, as vectors with their class
   (:mod:`hawk.negatives`); not rows of the set: only the head trains on them.
+
+The rows come from the training database, then the 3-s clips a person confirmed in their own
+recordings (data/field/<CODE>/, the field queue's yes; source ``field``): a verdict, so no curation
+step stands between it and training, and a round of them reruns pickle and what follows only.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from hawk.audio import AudioError, is_audio_file, read_mono
 from hawk.db import SpecDB
 from hawk.errors import HawkError
 from hawk.fsutil import atomic_open, sha256_file
-from hawk.negatives import Negatives
+from hawk.negatives import FIELD, Negatives
 from hawk.progress import progress_bar
-from hawk.spectrogram import decode_uint8
+from hawk.spectrogram import SpecSettings, SpectrogramMaker, decode_uint8, encode, normalise
 
 NEGATIVES = "negatives.npz"  # hawk.negatives: windows a person said no to, for the head
 ROW_FIELDS = ["index", "class_index", "code", "recording_id", "file", "offset", "source", "group"]
@@ -41,21 +46,60 @@ class SpecSetError(HawkError, ValueError):
     pass
 
 
+@dataclass
+class Clip:
+    """A row from outside the training database: a clip a person confirmed in their own recordings."""
+
+    code: str
+    path: Path
+    spec: np.ndarray  # uint8 (height, width): its first segment, made as extract makes them
+    vector: np.ndarray | None = None  # its embedding, when an embedding head is trained
+
+    @property
+    def file(self) -> str:
+        return f"field-{self.path.name}"
+
+
+def field_clips(folder: Path, codes: list[str], spec: dict[str, Any]) -> tuple[list[Clip], list[tuple[str, str]]]:
+    """Every clip of ``codes`` a person confirmed (``folder``/<CODE>/, top level: their no's are in
+    rejected/) with its spectrogram under ``spec`` (the training database's settings), and (clip, why)
+    for each that cannot be used."""
+    settings = SpecSettings.from_mapping(spec)
+    clips, bad = [], []
+    for code in codes:
+        for p in sorted((folder / code).iterdir()) if (folder / code).is_dir() else []:
+            if not is_audio_file(p):
+                continue
+            try:
+                first = next(iter(SpectrogramMaker(settings).segments([read_mono(p, settings.sample_rate)], raw=True)),
+                             None)
+                if first is None or not first[1].max() > 0:
+                    raise ValueError("silent or shorter than a segment")
+                mag = normalise(first[1])
+            except (AudioError, OSError, ValueError) as e:
+                bad.append((f"{code}/{p.name}", getattr(e, "reason", str(e))))
+                continue
+            clips.append(Clip(code, p, decode_uint8(encode(mag), settings.spec_height, settings.spec_width)))
+    return clips, bad
+
+
 def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path, max_per_class: int | None = None,
                   seed: int = 0, groups: dict[tuple[str, str], int] | None = None,
                   show_progress: bool = True,
                   vectors: tuple[dict[str, dict[tuple[str, float], np.ndarray]], dict[str, Any]] | None = None,
-                  negatives: Negatives | None = None) -> dict[str, Any]:
-    """Write the training set for ``classes`` ((name, code) in output order) from ``train_db``.
+                  negatives: Negatives | None = None, clips: list[Clip] | None = None) -> dict[str, Any]:
+    """Write the training set for ``classes`` ((name, code) in output order) from ``train_db``, then
+    ``clips`` (:func:`field_clips`; with ``vectors``, each its own).
 
     ``vectors``: per class code its embeddings by (file, offset) window, and the embedder's description;
     each row's vector is then stored beside its spectrogram, for the embedding head. ``negatives``: a
     person's "no" verdicts as vectors (hawk.negatives), stored as negatives.npz for the head.
 
-    At most ``max_per_class`` spectrograms per class (a seeded random sample). A listed class with no
+    At most ``max_per_class`` spectrograms per class from the database (a seeded random sample; every
+    clip is kept: a person chose it). A listed class with no
     spectrograms is an error naming it. Written to a temporary folder and renamed into place.
     """
-    groups = groups or {}
+    groups, clips = groups or {}, clips or []
     with SpecDB(train_db) as db:
         spec = db.get_meta("spec_settings")
         if not spec:
@@ -67,14 +111,15 @@ def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path,
                 "JOIN Source src ON src.ID = r.SourceID WHERE s.Ignore IS NULL OR s.Ignore != 'Y' "
                 "ORDER BY r.FileName, s.Offset"):
             by_code.setdefault(row[0], []).append(row[1:])
-        empty = [f"{name} ({code})" for name, code in classes if not by_code.get(code)]
+        empty = [f"{name} ({code})" for name, code in classes
+                 if not by_code.get(code) and not any(c.code == code for c in clips)]
         if empty:
             raise SpecSetError(f"{train_db}: no spectrograms for class(es) {', '.join(empty)}; curate some or "
                                "remove them from classes.txt")
         rng = np.random.default_rng(seed)
         chosen: list[tuple[int, str, tuple]] = []
         for k, (_, code) in enumerate(classes):
-            rows = by_code[code]
+            rows = by_code.get(code, [])
             if max_per_class and len(rows) > max_per_class:
                 rows = [rows[i] for i in sorted(rng.choice(len(rows), max_per_class, replace=False))]
             chosen += [(k, code, r) for r in rows]
@@ -82,10 +127,12 @@ def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path,
         tmp = out_dir.with_name(f".{out_dir.name}.part")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        specs = np.lib.format.open_memmap(tmp / "specs.npy", mode="w+", dtype=np.uint8, shape=(len(chosen), h, w))
-        missing = _write_vectors(tmp / "vectors.npy", chosen, vectors[0]) if vectors else 0
+        n = len(chosen) + len(clips)
+        specs = np.lib.format.open_memmap(tmp / "specs.npy", mode="w+", dtype=np.uint8, shape=(n, h, w))
+        missing = _write_vectors(tmp / "vectors.npy", chosen, vectors[0], clips) if vectors else 0
+        index = {code: k for k, (_, code) in enumerate(classes)}
         with open(tmp / "rows.csv", "w", newline="", encoding="utf-8") as f, \
-                progress_bar(len(chosen), "pickle", show_progress) as bar:
+                progress_bar(n, "pickle", show_progress) as bar:
             out = csv.writer(f)
             out.writerow(ROW_FIELDS)
             ids = [r[0] for _, _, r in chosen]
@@ -100,14 +147,20 @@ def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path,
                     out.writerow([i, k, code, rec_id, fname, repr(offset), source,
                                   f"dup{g}" if g is not None else f"rec:{fname}"])
                     bar.update()
+            for i, c in enumerate(clips, len(chosen)):
+                specs[i] = c.spec
+                out.writerow([i, index[c.code], c.code, "", c.file, repr(0.0), FIELD, f"rec:{c.file}"])
+                bar.update()
         specs.flush()
         del specs
     meta = {
         "format": "hawk-specset/1",
         "classes": [{"name": n, "code": c} for n, c in classes],
         "spec_settings": spec,
-        "count": len(chosen),
-        "per_class": {c: sum(1 for _, cc, _ in chosen if cc == c) for _, c in classes},
+        "count": n,
+        "per_class": {c: sum(1 for _, cc, _ in chosen if cc == c) + sum(1 for x in clips if x.code == c)
+                      for _, c in classes},
+        "field_clips": {c: k for _, c in classes if (k := sum(1 for x in clips if x.code == c))},
         "data": {"train_db_sha256": sha256_file(train_db), "specs_sha256": sha256_file(tmp / "specs.npy")},
     }
     if vectors:
@@ -127,10 +180,11 @@ def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path,
 
 
 def _write_vectors(path: Path, chosen: list[tuple[int, str, tuple]],
-                   by_code: dict[str, dict[tuple[str, float], np.ndarray]]) -> int:
-    """Each chosen row's embedding (zeros when there is none); returns how many had none."""
-    dim = next((len(v) for m in by_code.values() for v in m.values()), 0)
-    out = np.zeros((len(chosen), dim), np.float32)
+                   by_code: dict[str, dict[tuple[str, float], np.ndarray]], clips: list[Clip]) -> int:
+    """Each chosen row's embedding, then each clip's (zeros when there is none); returns how many had none."""
+    dim = next((len(v) for m in by_code.values() for v in m.values()),
+               next((len(c.vector) for c in clips if c.vector is not None), 0))
+    out = np.zeros((len(chosen) + len(clips), dim), np.float32)
     missing = 0
     for i, (_, code, (_, _, fname, offset, _)) in enumerate(chosen):
         v = by_code.get(code, {}).get((fname, float(offset)))
@@ -138,6 +192,11 @@ def _write_vectors(path: Path, chosen: list[tuple[int, str, tuple]],
             missing += 1
         else:
             out[i] = v
+    for i, c in enumerate(clips, len(chosen)):
+        if c.vector is None:
+            missing += 1
+        else:
+            out[i] = c.vector
     with atomic_open(path, "wb") as f:
         np.save(f, out)
     return missing

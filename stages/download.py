@@ -3,9 +3,7 @@
 Writes the recordings (XC<id>.<ext> from Xeno-canto, N<sound id>.<ext> from iNaturalist, the original
 names for local folders), manifest.csv (provenance of every file), download_report.csv (what was left
 out and why) and, for iNaturalist, inat.csv (sound id -> observation URL). Resumes: files already there
-are not fetched again. The 3-s clips you confirmed in your own recordings (data/field/<CODE>/, the
-field queue's yes on the review page) come in as field-<name>, whatever the cap; one you delete there
-leaves the class too. Xeno-canto needs an API key in the XC_API_KEY environment variable.
+are not fetched again. Xeno-canto needs an API key in the XC_API_KEY environment variable.
 A listing that fails after its retries, or a source that lists nothing (download.allow_empty=false),
 ends the stage with exit status 2 after keeping what arrived, so DVC does not record it as done.
 
@@ -26,7 +24,7 @@ def main() -> None:
     cfg, spec = class_stage(__doc__)
     opts = DownloadOptions.from_config(OmegaConf.to_container(cfg.download, resolve=True))
     out = Path(cfg.paths.recordings) / spec.code
-    res = download_class(spec, out, opts, field_clips=Path(cfg.paths.field) / spec.code)
+    res = download_class(spec, out, opts)
     print(f"{spec.code}: {res.in_folder} recordings in {out} ({res.fetched} new this run), "
           f"{len(res.skipped)} skipped this run (see {out / 'download_report.csv'})")
 

@@ -8,7 +8,7 @@ again. Each folder holds one image per window and queue.csv (as the doubt stage'
 recording's path under infer.input).
 
 Review with `python -m stages.review --field CODE`: a yes writes the window's 3 s as a clip into
-data/field/<CODE>/, which the next `dvc repro` brings in as a recording of that class (download), so
+data/field/<CODE>/, which the next `dvc repro` makes a training row of that class (pickle), so
 the model learns your sites, not only the recordings it was given. BirdNET's weights (the default
 embedder) are licensed CC BY-NC-SA 4.0 (non-commercial, share alike).
 

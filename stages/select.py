@@ -14,8 +14,8 @@ Per class, the first rule that applies (see conf/select/default.yaml):
 Under every rule your verdicts on single windows win: a window whose image is in
 data/curation/<CODE>/restored/ is kept, one in data/curation/<CODE>/rejected/ never is (the review
 page writes both: `x` on a curation image, `r` on a drop, up and down in the doubt queue of
-`python -m stages.review --doubt CODE`), and so are the clips you confirmed in your own recordings
-(data/field/<CODE>/, `python -m stages.review --field CODE`), whatever the rule.
+`python -m stages.review --doubt CODE`). (The clips you confirm in your own recordings join the
+training set at pickle.)
 Each kept spectrogram is copied from the class database, or extracted again from the audio at its
 exact offset when the audio.* settings have changed since extract.
 Recordings that dedup left out are skipped, as are images naming nothing in the class
@@ -31,7 +31,6 @@ from pathlib import Path
 from hawk.curation import ThresholdFilter, build_db, images_in, resolve, verdicts
 from hawk.db import SpecDB
 from hawk.dedup import read_exclude
-from hawk.download.run import FIELD
 from hawk.plot import write_dropped
 from hawk.reports import write_skip_report
 from hawk.search import read_matches
@@ -48,13 +47,11 @@ def main() -> None:
     rec_dir = Path(cfg.paths.recordings) / code
     settings = spec_settings(cfg)
     with SpecDB(class_db) as db:
-        stored, measured, prov = db.offsets(), db.activity(), db.provenance()
+        stored, measured = db.offsets(), db.activity()
     exclude = {f for c, f in read_exclude(Path(cfg.paths.dedup) / "exclude.csv") if c == code}
     folder = Path(cfg.paths.curation) / code
     queries, kept_images = cfg.search.queries.get(code), images_in(folder)
     restored, rejected = verdicts(folder, stored, exclude)  # a person's yes and no on single windows
-    restored.add({f: offs for f, offs in stored.items()  # a clip you confirmed in your own recordings is a yes too
-                  if (prov.get(f) or {}).get("source") == FIELD and f not in exclude})
     values, minimum = {}, 0.0  # no values: the chooser applies only the person's verdicts
     if sel.auto_keep and queries:
         items = [(m["image"], m["file"], float(m["offset"])) for m in read_matches(Path(cfg.paths.search) / code /

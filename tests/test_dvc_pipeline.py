@@ -1,5 +1,6 @@
 """The pipeline under real DVC, in a temporary git repository holding a copy of the project."""
 
+import csv
 import json
 import os
 import re
@@ -135,10 +136,11 @@ def test_a_verdict_in_the_doubt_queue_retrains_that_class_and_is_not_asked_again
     sh(repo, "git", "commit", "-qm", "a verdict")
 
 
-def test_a_yes_in_the_field_queue_becomes_a_recording_of_that_class(repo):
+def test_a_yes_in_the_field_queue_becomes_a_training_window_of_that_class(repo):
     """The field queue asks about the user's own recordings (infer.input); a yes writes the window's
-    3 s into data/field/<CODE>/, and `dvc repro` brings it in as a recording of that class only, trains
-    on it whatever the curation rule, and never asks about it again."""
+    3 s into data/field/<CODE>/, and `dvc repro` makes it a training row of that class at pickle (no
+    class's download, extract, embed, search or select reruns), trains on it and never asks about it
+    again; taking it back takes the row out."""
     rows = read_queue(repo / "data/field_queue/RIWH")
     assert rows and {r["reason"] for r in rows} <= {"top", "margin"}
     row = rows[0]
@@ -147,19 +149,24 @@ def test_a_yes_in_the_field_queue_becomes_a_recording_of_that_class(repo):
     assert field.move(row["image"], "kept").status == "kept"
     (clip,) = (repo / "data/field/RIWH").glob("*.wav")
     out = sh(repo, "dvc", "repro")
-    assert {s for s in ran(out) if s.startswith(("extract", "select"))} == {"extract@RIWH", "select@RIWH"}, ran(out)
-    assert (repo / "data/recordings/RIWH" / f"field-{clip.name}").is_file()
-    assert (f"field-{clip.name}", 0.0) in train_rows(repo)
+    assert not {s for s in ran(out) if s.startswith(UPSTREAM)} and {"pickle", "train", "field"} <= ran(out), ran(out)
+    assert ("RIWH", f"field-{clip.name}", "field") in specset_rows(repo)
+    assert "1 clips you confirmed in your own recordings (RIWH 1)" in out
     stem, offset = Path(row["file"]).stem, float(row["offset"])
     assert (stem, offset) not in {(Path(r["file"]).stem, float(r["offset"]))
                                   for r in read_queue(repo / "data/field_queue/RIWH")}
-    clip.unlink()  # taken back: the class loses the recording again
+    clip.unlink()  # taken back: the class loses the window again
     shutil.rmtree(repo / "data/curation/RIWH/rejected")  # and the no of the test before: the demo as it was
     sh(repo, "dvc", "repro")
-    assert not (repo / "data/recordings/RIWH" / f"field-{clip.name}").exists()
-    assert (f"field-{clip.name}", 0.0) not in train_rows(repo)
+    assert not {r for r in specset_rows(repo) if r[2] == "field"}
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "verdicts taken back")
+
+
+def specset_rows(repo: Path) -> set[tuple[str, str, str]]:
+    """(code, file, source) of every row of the training set pickle made."""
+    with open(repo / "data" / "specs" / "rows.csv", newline="") as f:
+        return {(r["code"], r["file"], r["source"]) for r in csv.DictReader(f)}
 
 
 def test_experiments_runs_and_queued_sweeps(repo):

@@ -610,8 +610,8 @@ def test_the_doubt_queue_takes_birdnets_keys_autoplays_and_select_obeys_the_verd
 
 
 def test_a_field_verdict_is_a_clip_of_the_window_or_its_image_and_back_to_open_removes_it(project, tmp_path):
-    """The field queue's yes writes the window's 3 s (what download brings in as a recording of the
-    class), its no the window's image and 3 s in rejected/; taking either back deletes it; a queue row naming
+    """The field queue's yes writes the window's 3 s (what pickle makes a training row of the class),
+    its no the window's image and 3 s in rejected/; taking either back deletes it; a queue row naming
     a file outside the recordings' folder is never read."""
     import soundfile as sf
 

@@ -15,7 +15,7 @@ import yaml
 from hawk.augment import AugmentSettings, Augmenter
 from hawk.ckpt import load_checkpoint
 from hawk.db import SpecDB
-from hawk.specset import SpecSet, SpecSetError, build_specset
+from hawk.specset import SpecSet, SpecSetError, build_specset, field_clips
 from hawk.spectrogram import decode
 from hawk.training.data import SpecDataset, make_splits
 from hawk.training.run import Tracking, TrainerSettings, TrainSettings, train, write_outputs
@@ -65,6 +65,35 @@ def test_pickle_caps_classes_and_names_empty_ones(train_db, tmp_path):
     assert meta["per_class"] == {"RIWH": 5, "FACH": 5, "Noise": 5}
     with pytest.raises(SpecSetError, match=r"Hermit Thrush \(HETH\)"):
         build_specset(train_db, [*CLASSES, ("Hermit Thrush", "HETH")], tmp_path / "t", show_progress=False)
+
+
+def test_a_clip_you_confirmed_in_your_recordings_is_a_row_of_its_class_whatever_the_cap(train_db, tmp_path):
+    """The field queue's yes (a 3-s clip in field/<CODE>/) becomes a row of that class at pickle, made
+    as extract makes the class's own; a no (rejected/), a class not trained and an unreadable clip do not,
+    and the unreadable one is named with its reason."""
+    import soundfile as sf
+
+    recording = sorted((train_db.parent / "recordings" / "RIWH").glob("*.flac"))[0]
+    audio, sr = sf.read(recording, dtype="float32")
+    clips = tmp_path / "field"
+    for folder in ("RIWH", "RIWH/rejected", "HETH"):
+        (clips / folder).mkdir(parents=True)
+        sf.write(clips / folder / "site4-12.0.wav", audio[: 3 * sr], sr)
+    (clips / "RIWH" / "broken.wav").write_bytes(b"RIFF not audio")
+    with SpecDB(train_db) as db:
+        spec = db.get_meta("spec_settings")
+        stored = next(decode(r.value) for r in db.spectrograms() if r.filename == recording.name and r.offset == 0)
+    found, bad = field_clips(clips, [code for _, code in CLASSES], spec)
+    assert [(c.code, c.file) for c in found] == [("RIWH", "field-site4-12.0.wav")]
+    assert [what for what, _ in bad] == ["RIWH/broken.wav"] and bad[0][1]
+    assert np.allclose(found[0].spec / 255, stored, atol=1 / 255 + 1e-6)  # as extract made it from the recording
+    meta = build_specset(train_db, CLASSES, tmp_path / "s", max_per_class=5, show_progress=False, clips=found)
+    assert meta["per_class"] == {"RIWH": 6, "FACH": 5, "Noise": 5} and meta["field_clips"] == {"RIWH": 1}
+    ss = SpecSet.open(tmp_path / "s")
+    row = ss.rows[-1]
+    assert (row["code"], row["file"], row["source"], row["group"]) == ("RIWH", "field-site4-12.0.wav", "field",
+                                                                       "rec:field-site4-12.0.wav")
+    assert ss.labels[-1] == 0 and np.array_equal(ss.read(len(ss) - 1), found[0].spec)
 
 
 def test_splits_never_put_one_recording_on_both_sides(specset):

@@ -99,14 +99,12 @@ class DownloadResult:
 
 def download_class(
     spec: ClassSpec, out_dir: str | Path, opts: DownloadOptions, env: dict[str, str] | None = None,
-    show_progress: bool = True, sessions: dict[str, PoliteSession] | None = None, field_clips: Path | None = None,
+    show_progress: bool = True, sessions: dict[str, PoliteSession] | None = None,
 ) -> DownloadResult:
     """Bring ``out_dir`` up to ``spec.max_recordings`` (or ``opts.max_per_class``) recordings.
 
     ``sessions`` maps a service (a source kind) to the session that talks to it; pass the same dict
     to several calls so their requests share each service's rate limit. Missing ones are made here.
-    ``field_clips`` is the class's folder of clips of the user's own recordings that they confirmed
-    (the field queue's yes): see :func:`sync_field_clips`.
 
     Each source is listed in full first (so the progress bar counts real candidates), then fetched.
     Raises :class:`DownloadError` at the end when a listing failed or listed nothing, or when files
@@ -192,8 +190,6 @@ def download_class(
                 stopped = f", stopped after {GIVE_UP_AFTER} in a row" if in_a_row == GIVE_UP_AFTER else ""
                 failures.append(f"{_label(source)}: {len(unfetched)} listed recording(s) could not be fetched "
                                 f"for a reason that may pass (first: {unfetched[0]}{stopped}; see download_report.csv)")
-        if field_clips is not None:
-            sync_field_clips(field_clips, out, manifest, result, today)
     finally:
         write_manifest(manifest_path, manifest.values())
         if any(s.kind == "inat" for s in spec.sources):
@@ -297,30 +293,6 @@ def _fetch(rec: sources.Record, dest: Path, source: Source, session: PoliteSessi
     else:
         with open(rec.url, "rb") as src, atomic_open(dest, "wb") as dst:
             shutil.copyfileobj(src, dst)
-
-
-FIELD = "field"  # the manifest's source of a clip the user confirmed in their own recordings
-
-
-def sync_field_clips(folder: Path, out: Path, manifest: dict[str, dict[str, Any]], result: DownloadResult,
-                     today: str) -> None:
-    """The class's recordings from ``folder`` (the clips a person confirmed, top level only): each is
-    copied in as ``field-<name>`` whatever the cap (the person chose it), and one they have taken back
-    (deleted there) leaves the class's recordings too, since that folder is the truth about them."""
-    clips = {f"field-{safe_name(p.stem)}{p.suffix.lower()}": p for p in sorted(folder.iterdir())
-             if is_audio_file(p)} if folder.is_dir() else {}
-    for name in [n for n, row in manifest.items() if row.get("source") == FIELD and n not in clips]:
-        (out / name).unlink(missing_ok=True)
-        del manifest[name]
-    for name, p in clips.items():
-        if name in manifest and (out / name).exists():
-            result.already_there += 1
-            continue
-        with open(p, "rb") as src, atomic_open(out / name, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        result.fetched += 1
-        rec = sources.Record(id=p.stem, url=str(p), ext=p.suffix.lower()[1:], source=FIELD, page_url=p.name)
-        manifest[name] = _row(rec, name, today)
 
 
 def _local_records(source: Source) -> Iterator[sources.Record | sources.Skipped]:

@@ -262,8 +262,8 @@ def _copy_once(src: Path, dest: Path) -> None:
 class FieldQueueFolder(QueueFolder):
     """The field queue of a class (stages/field.py): windows of the user's own recordings, found
     under ``recordings`` (infer.input's folder) by the queue's ``file`` column. A yes writes the
-    window's 3 s as a WAV clip into ``clips`` (data/field/<CODE>/), which download brings in as a
-    recording of the class; a no copies its image and writes its clip into ``clips/rejected/`` (the
+    window's 3 s as a WAV clip into ``clips`` (data/field/<CODE>/), which pickle makes a training
+    row of the class (hawk.specset); a no copies its image and writes its clip into ``clips/rejected/`` (the
     embedding head trains on that clip as a negative of the class: hawk.negatives); back to open
     deletes whichever is there."""
 

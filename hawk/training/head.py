@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from hawk.download.run import FIELD
 from hawk.embed_head import (NAME, HeadError, HeadRun, HeadSettings, Verdicts, apply_platt, save_head,
                               train_head)
+from hawk.negatives import FIELD
 from hawk.specset import SpecSet
 from hawk.training.data import make_splits
 from hawk.training.module import class_weights
