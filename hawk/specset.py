@@ -32,6 +32,7 @@ import numpy as np
 
 from hawk.audio import AudioError, is_audio_file, read_mono
 from hawk.db import SpecDB
+from hawk.doubt import clip_window
 from hawk.errors import HawkError
 from hawk.fsutil import atomic_open, sha256_file
 from hawk.negatives import FIELD, Negatives
@@ -58,6 +59,12 @@ class Clip:
     @property
     def file(self) -> str:
         return f"field-{self.path.name}"
+
+    @property
+    def group(self) -> str:
+        """Its recording's split group: windows of one field recording never straddle the split."""
+        stem, _ = clip_window(self.path) or (self.path.stem, 0.0)
+        return f"rec:field-{stem}"
 
 
 def field_clips(folder: Path, codes: list[str], spec: dict[str, Any]) -> tuple[list[Clip], list[tuple[str, str]]]:
@@ -149,7 +156,7 @@ def build_specset(train_db: Path, classes: list[tuple[str, str]], out_dir: Path,
                     bar.update()
             for i, c in enumerate(clips, len(chosen)):
                 specs[i] = c.spec
-                out.writerow([i, index[c.code], c.code, "", c.file, repr(0.0), FIELD, f"rec:{c.file}"])
+                out.writerow([i, index[c.code], c.code, "", c.file, repr(0.0), FIELD, c.group])
                 bar.update()
         specs.flush()
         del specs

@@ -92,7 +92,7 @@ def test_a_clip_you_confirmed_in_your_recordings_is_a_row_of_its_class_whatever_
     ss = SpecSet.open(tmp_path / "s")
     row = ss.rows[-1]
     assert (row["code"], row["file"], row["source"], row["group"]) == ("RIWH", "field-site4-12.0.wav", "field",
-                                                                       "rec:field-site4-12.0.wav")
+                                                                       "rec:field-site4")  # its recording's group
     assert ss.labels[-1] == 0 and np.array_equal(ss.read(len(ss) - 1), found[0].spec)
 
 
