@@ -5,9 +5,10 @@ embedding in, made by the embedder the head was trained with); each member count
 
 Recordings are decoded and turned into spectrograms in a background thread while the models run, so
 decoding and the network overlap; the CNNs' batches run across files, so short recordings fill them.
-Segments start every ``segment_len - overlap`` seconds (HawkEars: 3 s segments, 1.5 s overlap); the last partial segment is zero-padded so the end of
-a recording is heard too. Scores are the mean of the models' sigmoid outputs, then Platt-calibrated:
-``sigmoid(a * logit(score) + b)``, the same numpy function wherever scores are produced.
+Segments start every ``segment_len - overlap`` seconds (HawkEars: 3 s segments, 1.5 s overlap); the
+last partial segment is zero-padded so the end of a recording is heard too. Scores are the mean of
+the models' sigmoid outputs, then Platt-calibrated: ``sigmoid(a * logit(score) + b)``, the same numpy
+function wherever scores are produced.
 """
 
 from __future__ import annotations

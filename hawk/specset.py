@@ -32,7 +32,7 @@ import numpy as np
 
 from hawk.audio import AudioError, is_audio_file, read_mono
 from hawk.db import SpecDB
-from hawk.doubt import clip_window
+from hawk.doubt import clip_window, field_verdicts
 from hawk.errors import HawkError
 from hawk.fsutil import atomic_open, sha256_file
 from hawk.negatives import FIELD, Negatives
@@ -69,13 +69,15 @@ class Clip:
 
 def field_clips(folder: Path, codes: list[str], spec: dict[str, Any]) -> tuple[list[Clip], list[tuple[str, str]]]:
     """Every clip of ``codes`` a person confirmed (``folder``/<CODE>/, top level: their no's are in
-    rejected/) with its spectrogram under ``spec`` (the training database's settings), and (clip, why)
+    rejected/, and a no there outweighs a yes: :func:`hawk.doubt.field_verdicts`) with its spectrogram under ``spec`` (the training database's settings), and (clip, why)
     for each that cannot be used."""
     settings = SpecSettings.from_mapping(spec)
     clips, bad = [], []
     for code in codes:
+        _, no = field_verdicts(folder / code)  # a window with a yes and a no counts as no, as everywhere
         for p in sorted((folder / code).iterdir()) if (folder / code).is_dir() else []:
-            if not is_audio_file(p):
+            window = clip_window(p)
+            if not is_audio_file(p) or (window and (window[0], round(window[1], 2)) in no):
                 continue
             try:
                 first = next(iter(SpectrogramMaker(settings).segments([read_mono(p, settings.sample_rate)], raw=True)),

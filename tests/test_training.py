@@ -69,8 +69,8 @@ def test_pickle_caps_classes_and_names_empty_ones(train_db, tmp_path):
 
 def test_a_clip_you_confirmed_in_your_recordings_is_a_row_of_its_class_whatever_the_cap(train_db, tmp_path):
     """The field queue's yes (a 3-s clip in field/<CODE>/) becomes a row of that class at pickle, made
-    as extract makes the class's own; a no (rejected/), a class not trained and an unreadable clip do not,
-    and the unreadable one is named with its reason."""
+    as extract makes the class's own; a no (rejected/), a yes a no outweighs, a class not trained and an
+    unreadable clip do not, and the unreadable one is named with its reason."""
     import soundfile as sf
 
     recording = sorted((train_db.parent / "recordings" / "RIWH").glob("*.flac"))[0]
@@ -80,6 +80,8 @@ def test_a_clip_you_confirmed_in_your_recordings_is_a_row_of_its_class_whatever_
         (clips / folder).mkdir(parents=True)
         sf.write(clips / folder / "site4-12.0.wav", audio[: 3 * sr], sr)
     (clips / "RIWH" / "broken.wav").write_bytes(b"RIFF not audio")
+    sf.write(clips / "RIWH" / "site4-15.0.wav", audio[: 3 * sr], sr)  # a yes, then a no on the same window
+    (clips / "RIWH" / "rejected" / "site4-15.0.png").write_bytes(b"")
     with SpecDB(train_db) as db:
         spec = db.get_meta("spec_settings")
         stored = next(decode(r.value) for r in db.spectrograms() if r.filename == recording.name and r.offset == 0)
