@@ -97,7 +97,7 @@ class Ensemble:
         heads = {p.name: c for p, c in zip(paths, ckpts) if c["model_name"] == HEAD}
         settings = SpecSettings.from_mapping(ckpts[0]["spec_settings"])
         shape = (settings.spec_height, settings.spec_width)
-        built = [runtimes.build(fuse_for_inference(model_from_checkpoint(c)), p, shape, runtime, device)
+        built = [runtimes.build(lambda c=c: fuse_for_inference(model_from_checkpoint(c)), p, shape, runtime, device)
                  for p, c in zip(paths, ckpts) if c["model_name"] != HEAD]
         runs = [c.get("extra", {}).get("mlflow_run_id") for c in ckpts]
         return cls(paths, [run for run, _ in built], list(next(iter(lists))), settings, device,

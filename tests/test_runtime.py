@@ -75,7 +75,26 @@ def test_a_missing_runtime_falls_back_to_the_next(ckpt, monkeypatch, caplog):
     assert np.abs(ens.scores(x) - Ensemble.load(ckpt, "cpu", "torch").scores(x)).max() == 0
 
 
+def test_a_passed_check_is_kept_so_a_later_load_builds_no_pytorch_model(ckpt, monkeypatch):
+    import hawk.infer
+
+    x = spectrograms(3)
+    want = Ensemble.load(ckpt, "cpu", "openvino").scores(x)  # checked here, or in an earlier test
+    verdicts = sorted(runtime.cache_dir().glob("*.openvino.json"))
+    assert verdicts
+    real, built = hawk.infer.model_from_checkpoint, []
+    monkeypatch.setattr(hawk.infer, "model_from_checkpoint", lambda c: built.append(1) or real(c))
+    ens = Ensemble.load(ckpt, "cpu", "openvino")
+    assert ens.runtimes == ["openvino"] and built == []  # neither timm nor the network was loaded
+    assert np.array_equal(ens.scores(x), want)
+    for v in verdicts:  # another OpenVINO version (or CPU) picks other kernels: the check is made again
+        v.write_text(v.read_text().replace('"version": "', '"version": "0.0-'))
+    assert Ensemble.load(ckpt, "cpu", "openvino").runtimes == ["openvino"] and built == [1]
+
+
 def test_a_runtime_whose_scores_differ_is_not_used(ckpt, monkeypatch, caplog):
+    for v in runtime.cache_dir().glob("*.json"):  # checks passed in earlier tests (the runner is changed below)
+        v.unlink()
     real = runtime.onnxruntime_runner
     monkeypatch.setattr(runtime, "onnxruntime_runner", lambda onnx, threads: (lambda x: real(onnx, threads)(x) + 0.1))
     with caplog.at_level(logging.WARNING, logger="hawk.runtime"):
