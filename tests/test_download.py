@@ -9,7 +9,7 @@ from hawk.classes import parse_classes
 from hawk.download.http import AuthError, PoliteSession
 from hawk.download.run import DownloadError, DownloadOptions, download_class
 from hawk.fsutil import safe_name
-from hawk.manifest import read_manifest
+from hawk.manifest import read_manifest, write_manifest
 from tests.fakeapi import KEY, FakeAPI
 
 ENV = {"XC_API_KEY": KEY}
@@ -181,6 +181,21 @@ def test_local_source_copies_and_sanitises(tmp_path, audio_dir):
     s = parse_classes({"AMRO": {"name": "A", "sources": [{"kind": "local", "path": str(tmp_path / "mine")}]}})[0]
     res = download_class(s, tmp_path / "out", DownloadOptions(), env={}, show_progress=False)
     assert res.fetched == 1 and (tmp_path / "out" / "My_Robin_1_.wav").exists()
+
+
+def test_copies_an_earlier_hawk_made_of_field_clips_are_removed_and_nothing_else(tmp_path, audio_dir):
+    src, out = tmp_path / "mine", tmp_path / "out"
+    src.mkdir()
+    (src / "r1.wav").write_bytes((audio_dir / "a.wav").read_bytes())
+    s = parse_classes({"AMRO": {"name": "A", "sources": [{"kind": "local", "path": str(src)}]}})[0]
+    download_class(s, out, DownloadOptions(), env={}, show_progress=False)
+    copy = out / "field-site3_0012.wav"  # as the download before pickle read data/field/ made them
+    copy.write_bytes((audio_dir / "a.wav").read_bytes())
+    rows = read_manifest(out / "manifest.csv")
+    write_manifest(out / "manifest.csv", [*rows.values(), {"file": copy.name, "id": "site3_0012", "source": "field"}])
+    res = download_class(s, out, DownloadOptions(), env={}, show_progress=False)
+    assert not copy.exists() and set(read_manifest(out / "manifest.csv")) == {"r1.wav"}
+    assert (out / "r1.wav").exists() and res.fetched == 0
 
 
 def test_safe_name_blocks_traversal():

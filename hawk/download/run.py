@@ -119,6 +119,7 @@ def download_class(
     cap = spec.max_recordings if spec.max_recordings is not None else opts.max_per_class
     manifest_path = out / "manifest.csv"
     manifest = read_manifest(manifest_path) if manifest_path.exists() else {}
+    _drop_field_copies(spec.code, out, manifest)
     result = DownloadResult()
     if any(s.kind == "xeno_canto" for s in spec.sources) and not env.get(XC_KEY_ENV):
         raise DownloadError(
@@ -293,6 +294,18 @@ def _fetch(rec: sources.Record, dest: Path, source: Source, session: PoliteSessi
     else:
         with open(rec.url, "rb") as src, atomic_open(dest, "wb") as dst:
             shutil.copyfileobj(src, dst)
+
+
+def _drop_field_copies(code: str, out: Path, manifest: dict[str, dict[str, Any]]) -> None:
+    """Remove the copies an earlier hawk made here of the clips you confirmed in the field queue
+    (manifest source ``field``): pickle now reads them from data/field/<CODE>/ itself, so a copy left
+    here would train the same window twice. The clips in data/field/ are not touched."""
+    copies = [name for name, row in manifest.items() if row.get("source") == "field"]
+    for name in copies:
+        (out / name).unlink(missing_ok=True)
+        del manifest[name]
+    if copies:
+        log.warning("%s: removed %d copies of confirmed field clips (pickle reads data/field/ now)", code, len(copies))
 
 
 def _local_records(source: Source) -> Iterator[sources.Record | sources.Skipped]:
