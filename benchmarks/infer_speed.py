@@ -6,8 +6,9 @@
 The checkpoint has random weights (speed does not depend on them; benchmarks/infer_profile.py checks
 accuracy on trained ones). Reported per runtime: scoring time alone (in this process) and the whole
 command (`python -m stages.infer`, start-up included) as a new user would run it; the default
-runtime (auto) is the row marked as such. Each runtime's export is made once per checkpoint and
-cached (hawk/runtime.py); the whole-command runs find it there.
+runtime (auto) is the row marked as such. Each runtime's export, and its passed check against
+PyTorch, are made once per checkpoint and cached (hawk/runtime.py); the whole-command runs find them
+there, as every run after a user's first does.
 """
 
 from __future__ import annotations
