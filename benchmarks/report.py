@@ -344,10 +344,10 @@ def agile_table(files: list[Path]) -> str:
         rows.append(f"| {design}, seed {seed}{sets} | {f['budget_per_class']} x {f['classes_reviewed']} classes | "
                     f"{f['round0']['per_sound_ap']:.3f} | {arms.get('doubt', '')} | {arms.get('field', '')} | "
                     f"{arms.get('random', '')} | {arms.get('search', '')} | {wall} |")
-        notes.append((f"`{path.name}` (commit {r.get('commit')})", f"{r['machine'].get('cpu')} ({r['machine'].get('cores')} cores)"))
+        notes.append((f"{path.stem.removeprefix('agile-')} {r.get('commit')}", f"{r['machine'].get('cpu')} ({r['machine'].get('cores')} cores)"))
     machines = sorted({m for _, m in notes})  # named once when every run had the same machine
-    text = (f"`benchmarks/results/`: {', '.join(n for n, _ in notes)}; {machines[0]}" if len(machines) == 1
-            else "; ".join(f"{n}: {m}" for n, m in notes))
+    text = (f"`benchmarks/results/agile-*.json`, at commits {', '.join(n for n, _ in notes)}; {machines[0]}"
+            if len(machines) == 1 else "; ".join(f"`agile-{n}`: {m}" for n, m in notes))
     return "\n".join([AGILE_BEGIN, *rows, *(["", text] if notes else []), AGILE_END])
 
 
