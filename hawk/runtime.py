@@ -15,6 +15,7 @@ model at all (nor imports timm): a short run starts about two seconds sooner.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import platform
@@ -131,6 +132,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-np.clip(x, -80, 80)))
 
 
+@functools.cache
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
@@ -169,7 +171,6 @@ def build(make_model: Callable[[], torch.nn.Module], checkpoint: Path, shape: tu
     if names == ["torch"]:
         return torch_runner(make_model(), device), "torch"
     threads = threads or torch.get_num_threads()
-    x = probe(shape)
     key = sha256_file(checkpoint)[:16]  # read once: every runtime tried shares the one export
     onnx = onnx_path(shape, key)
     model: torch.nn.Module | None = None
@@ -180,7 +181,7 @@ def build(make_model: Callable[[], torch.nn.Module], checkpoint: Path, shape: tu
             if onnx.is_file() and _passed(verdict, identity):
                 return make(onnx, threads), name
             if model is None:
-                model = make_model()
+                model, x = make_model(), probe(shape)
                 fallback = torch_runner(model, device)
                 want = sigmoid(fallback(x))
             run = make(export_onnx(model, shape, key), threads)
