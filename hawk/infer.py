@@ -42,6 +42,8 @@ from hawk.spectrogram import SpecSettings, SpectrogramMaker
 
 log = logging.getLogger(__name__)
 HEADERS_PER_TASK = 256  # recordings whose header one Ray task reads (milliseconds each)
+PART_SECONDS = 300.0  # the local engine decodes and scores a longer recording in parts of about this
+# length, so memory stays flat on recordings of any length (whole, a 2-h file took the process to 2 GB)
 
 
 class EnsembleError(HawkError, ValueError):
@@ -274,24 +276,35 @@ def file_segments(path: str, settings: SpecSettings, spectrograms: bool = True, 
         return {"path": path, "error": f"{type(e).__name__}: {e}"}
 
 
-def iter_segments(files: list[Path], settings: SpecSettings, prefetch: int = 1,
-                  spectrograms: bool = True) -> Iterator[dict[str, Any]]:
-    """Spectrograms of each file, in order. With ``prefetch`` > 0 a background thread decodes and
-    transforms up to that many files ahead while the caller runs the model (decoding, resampling, the
+def iter_segments(files: list[Path], settings: SpecSettings, prefetch: int = 1, spectrograms: bool = True,
+                  part_seconds: float | None = PART_SECONDS) -> Iterator[dict[str, Any]]:
+    """Spectrograms of each file, in order; a recording longer than ``part_seconds`` comes as
+    consecutive results of its parts (:func:`recording_parts`; ``parts`` says how many), so no more
+    than a part's windows are ever held. With ``prefetch`` > 0 a background thread decodes and
+    transforms up to that many parts ahead while the caller runs the model (decoding, resampling, the
     STFT and the network all release the GIL; a thread starts instantly where a process would import
     torch again)."""
-    if prefetch <= 0:
+
+    def results() -> Iterator[dict[str, Any]]:
         for f in files:
-            yield file_segments(str(f), settings, spectrograms)
+            try:
+                cuts = recording_parts(str(f), settings, part_seconds)
+            except Exception:  # an unreadable header: file_segments says why
+                cuts = [(0, None)]
+            for first, count in cuts:
+                yield file_segments(str(f), settings, spectrograms, first, count) | {"parts": len(cuts)}
+
+    if prefetch <= 0:
+        yield from results()
         return
     q: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
 
     def produce() -> None:
-        for f in files:
+        for res in results():
             if stop.is_set():
                 return
-            q.put(file_segments(str(f), settings, spectrograms))
+            q.put(res)
         q.put(None)
 
     worker = threading.Thread(target=produce, name="hawk-decode", daemon=True)
@@ -383,13 +396,15 @@ def score_segments(ensemble: Ensemble, res: dict[str, Any], calibration: tuple[f
 
 
 def iter_scores(files: list[Path], ensemble: Ensemble, overlap: float = 1.5, calibration: tuple[float, float] = (1, 0),
-                batch_size: int = 64, prefetch: int = 1, engine: Any = None) -> Iterator[FileScores | tuple[str, str]]:
-    """:func:`score_segments` of every file: in this process (files in order), or spread over
-    ``engine`` (a :class:`hawk.ray_engine.RayEngine`; files in the order they finish)."""
+                batch_size: int = 64, prefetch: int = 1, engine: Any = None,
+                part_seconds: float | None = PART_SECONDS) -> Iterator[FileScores | tuple[str, str]]:
+    """:func:`score_segments` of every file: in this process (files in order; a recording longer than
+    ``part_seconds`` in parts, joined), or spread over ``engine`` (a :class:`hawk.ray_engine.RayEngine`;
+    files in the order they finish, in parts of its own ``part_seconds``)."""
     settings = segment_settings(ensemble.settings, overlap)
     if engine is None:
-        yield from _across_files(iter_segments(files, settings, prefetch, bool(ensemble.models)), ensemble,
-                                 calibration, batch_size)
+        yield from _across_files(iter_segments(files, settings, prefetch, bool(ensemble.models), part_seconds),
+                                 ensemble, calibration, batch_size)
         return
     # workers run in their own folders: they get absolute paths, the caller gets its own back; not
     # resolved, so two inputs that are links to one file stay two recordings, as on the local engine
@@ -417,9 +432,10 @@ def _across_files(results: Iterator[dict[str, Any]], ensemble: Ensemble, calibra
                   batch_size: int) -> Iterator[FileScores | tuple[str, str]]:
     """:func:`score_segments` of each result, in order, the CNNs' windows taken ``batch_size`` at a time
     across consecutive files: short recordings (a one-minute file holds 39 windows at 1.5 s overlap)
-    would otherwise each make a batch smaller than ``batch_size``. A file is yielded as soon as its
-    last window is scored, so at most one batch of windows waits beyond the file in hand."""
-    pending: list[dict[str, Any]] = []  # results not yet yielded, in order
+    would otherwise each make a batch smaller than ``batch_size``. A file is yielded (its parts joined)
+    as soon as its last window is scored, so at most one batch of windows waits beyond the part in hand."""
+    pending: list[dict[str, Any]] = []  # results not yet scored, in order
+    parts: list[FileScores | tuple[str, str]] = []  # the scored parts of the recording in hand
     todo: list[np.ndarray] = []  # their CNN windows not yet scored, in order
     have = np.zeros((0, len(ensemble.classes)), np.float32)  # the CNN scores of their windows so far
     waiting = 0
@@ -436,8 +452,12 @@ def _across_files(results: Iterator[dict[str, Any]], ensemble: Ensemble, calibra
             n = len(pending[0]["offsets"]) if ensemble.models and "error" not in pending[0] else 0
             if used + n > len(have):
                 break
-            yield score_segments(ensemble, pending.pop(0), calibration, batch_size, have[used : used + n] if n else None)
+            res = pending.pop(0)
+            parts.append(score_segments(ensemble, res, calibration, batch_size, have[used : used + n] if n else None))
             used += n
+            if len(parts) == res["parts"]:  # a recording's last part: the recording, joined
+                yield merge_parts(parts)
+                parts.clear()
         have = have[used:]
 
     for res in results:
@@ -454,10 +474,12 @@ def recording_parts(path: str, settings: SpecSettings, part_seconds: float | Non
     long (or of unknown length), else parts of about ``part_seconds``, the last open-ended, so one
     long recording spreads over workers. Parts hold an even number of segments: at 1.5 s steps each
     part's decoding then starts on whole seconds, a sample of the file at any sample rate."""
+    if not part_seconds:
+        return [(0, None)]
     seconds = duration(path)
-    per = 2 * max(1, int(part_seconds / settings.offset / 2)) if part_seconds else 0
+    per = 2 * max(1, int(part_seconds / settings.offset / 2))
     n = segment_count(seconds, settings)
-    if not per or not seconds or n <= per:
+    if not seconds or n <= per:
         return [(0, None)]
     firsts = list(range(0, n, per))
     return [(k, per) for k in firsts[:-1]] + [(firsts[-1], None)]

@@ -13,7 +13,7 @@ from hawk.download.demo import make_soundscapes, synth_recording, write_audio, w
 from hawk.evaluate import AnnotationError, build_table, compute_metrics, fit_platt, match_annotations, read_annotations
 from hawk.audio import AudioError
 from hawk.infer import (Ensemble, EnsembleError, FileScores, calibrate, file_segments, find_recordings, iter_scores,
-                        recordings_root, score_files, segment_settings)
+                        iter_segments, recordings_root, score_files, segment_settings)
 from hawk.labels import make_labels, read_audacity, read_raven, write_audacity, write_raven
 from hawk.models import create_model
 from hawk.spectrogram import SpecSettings
@@ -130,6 +130,24 @@ def test_short_recordings_share_the_networks_batches_and_keep_their_own_scores(e
         if isinstance(o, FileScores):
             assert np.abs(o.scores - alone[o.path]).max() <= 1e-6
     assert sorted(n for k, n in calls if k == 0) == [9, 16]  # 25 windows in batches of 16 across files, not 5 x 5
+
+
+def test_the_local_engine_scores_a_long_recording_in_parts_as_it_scores_it_whole(ensemble_dir, tmp_path):
+    """Memory stays flat on recordings of any length: no result of the decoder holds more than a part's
+    windows, and the parts, joined, are the recording scored whole (a bad file among them in place)."""
+    long, short, bad = tmp_path / "long.flac", tmp_path / "short.flac", tmp_path / "bad.mp3"
+    write_audio(long, synth_recording("warble", 5, 61.0, 44100), 44100)
+    write_audio(short, synth_recording("chirp", 1, 9.0, 32000), 32000)
+    bad.write_text("not audio")
+    ens = Ensemble.load(ensemble_dir, "cpu", "torch")
+    sizes = [len(r["offsets"]) for r in iter_segments([long], segment_settings(ens.settings, 1.5), part_seconds=12)]
+    assert sizes == [8] * 5  # 40 windows, 12 s parts at 1.5 s steps
+    whole = list(iter_scores([long, bad, short], ens, 1.5, batch_size=16, part_seconds=None))
+    parts = list(iter_scores([long, bad, short], ens, 1.5, batch_size=16, part_seconds=12))
+    assert [type(o) for o in parts] == [FileScores, tuple, FileScores] and parts[1][0] == str(bad)
+    for w, p in zip(whole[::2], parts[::2]):
+        assert p.path == w.path and np.array_equal(p.offsets, w.offsets) and p.seconds == pytest.approx(w.seconds)
+        assert np.abs(p.scores - w.scores).max() <= 1e-5
 
 
 def test_labels_merge_ignore_and_round_trip(tmp_path):

@@ -80,7 +80,10 @@ class Embedder(ABC):
         for block in blocks:
             buf = np.concatenate([buf, block])
             cut(False)
-            keep = (starts[k] - buf_start) if k < len(starts) else len(buf)
+            if k == len(starts):  # the last segment is cut: the rest of the file is not needed (a part of it)
+                blocks.close()
+                break
+            keep = starts[k] - buf_start
             buf, buf_start = buf[keep:], buf_start + keep
         cut(True)
         if batch:
