@@ -43,7 +43,7 @@ from hawk.spectrogram import SpecSettings, SpectrogramMaker
 log = logging.getLogger(__name__)
 HEADERS_PER_TASK = 256  # recordings whose header one Ray task reads (milliseconds each)
 PART_SECONDS = 300.0  # the local engine decodes and scores a longer recording in parts of about this
-# length, so memory stays flat on recordings of any length (a 2-h file: peak 1.3 GB, 2.0 GB whole)
+# length, so the windows held stay bounded on recordings of any length (a 2-h file: peak 1.3 GB, 2.0 GB whole)
 
 
 class EnsembleError(HawkError, ValueError):

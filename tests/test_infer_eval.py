@@ -133,7 +133,7 @@ def test_short_recordings_share_the_networks_batches_and_keep_their_own_scores(e
 
 
 def test_the_local_engine_scores_a_long_recording_in_parts_as_it_scores_it_whole(ensemble_dir, tmp_path):
-    """Memory stays flat on recordings of any length: no result of the decoder holds more than a part's
+    """The windows held stay bounded on recordings of any length: no result of the decoder holds more than a part's
     windows, and the parts, joined, are the recording scored whole (a bad file among them in place)."""
     long, short, bad = tmp_path / "long.flac", tmp_path / "short.flac", tmp_path / "bad.mp3"
     write_audio(long, synth_recording("warble", 5, 61.0, 44100), 44100)
